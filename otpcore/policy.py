@@ -1,0 +1,103 @@
+"""Frozen, validated settings for codes, backoff and token lifetimes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+__all__ = ["MIN_SECRET_BYTES", "Policy"]
+
+#: HMAC and HS256 keys shorter than this are refused outside developer mode
+#: (RFC 7518 §3.2: an HS256 key must be at least as long as the 256-bit hash output).
+MIN_SECRET_BYTES = 32
+
+
+def _default_backoff() -> tuple[tuple[int, timedelta], ...]:
+    # Stepped resend backoff keyed on consecutive failures across codes. Every step is below
+    # NIST SP 800-63B's ceiling of 100 consecutive failures; at that ceiling issuing stops
+    # for `lockout_duration`.
+    return (
+        (0, timedelta(0)),
+        (5, timedelta(minutes=1)),
+        (10, timedelta(minutes=5)),
+        (20, timedelta(minutes=15)),
+        (50, timedelta(hours=1)),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """Every number that decides whether someone gets in, validated at construction.
+
+    Attributes:
+        secret: Server secret keying the code HMAC (and HS256 tokens by default).
+        code_length: Digits per code, 4–10.
+        code_lifetime: How long an issued code can be redeemed.
+        max_attempts: Guesses evaluated per code before it is dead.
+        resend_cooldown: Minimum gap between two codes for one e-mail.
+        backoff: ``(failures, extra_wait)`` steps: once an account has that many consecutive
+            failures, the resend gap grows by ``extra_wait``. Sorted by failures.
+        max_failures: Consecutive failures after which no code is issued for
+            ``lockout_duration`` (NIST SP 800-63B rev 4 §3.2.2: at most 100).
+        lockout_duration: How long issuing stops once ``max_failures`` is reached.
+        access_lifetime: Access-token lifetime.
+        refresh_lifetime: Refresh-token (and session) lifetime.
+        issuer: ``iss`` claim to set and require, if any.
+        audience: ``aud`` claim to set and require, if any.
+        leeway: Clock skew tolerated when checking ``exp``/``nbf``/``iat`` (0–30 s).
+        developer_mode: Codes are all zeros and short secrets are accepted. Never in production.
+    """
+
+    secret: bytes = field(repr=False)
+    code_length: int = 6
+    code_lifetime: timedelta = timedelta(minutes=10)
+    max_attempts: int = 5
+    resend_cooldown: timedelta = timedelta(seconds=60)
+    backoff: tuple[tuple[int, timedelta], ...] = field(default_factory=_default_backoff)
+    max_failures: int = 100
+    lockout_duration: timedelta = timedelta(hours=24)
+    access_lifetime: timedelta = timedelta(hours=1)
+    refresh_lifetime: timedelta = timedelta(days=7)
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: timedelta = timedelta(0)
+    developer_mode: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.secret, str):
+            object.__setattr__(self, "secret", self.secret.encode())
+        if not self.secret:
+            raise ValueError("secret must be set; generate one with: openssl rand -hex 32")
+        if not self.developer_mode and len(self.secret) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"secret must be at least {MIN_SECRET_BYTES} bytes outside developer mode; "
+                "generate one with: openssl rand -hex 32"
+            )
+        if not 4 <= self.code_length <= 10:
+            raise ValueError(f"code_length must be between 4 and 10, got {self.code_length}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if not 1 <= self.max_failures <= 100:
+            raise ValueError(f"max_failures must be between 1 and 100, got {self.max_failures}")
+        for name in ("code_lifetime", "access_lifetime", "refresh_lifetime", "lockout_duration"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be positive")
+        if self.resend_cooldown < timedelta(0):
+            raise ValueError("resend_cooldown must not be negative")
+        if not timedelta(0) <= self.leeway <= timedelta(seconds=30):
+            raise ValueError("leeway must be between 0 and 30 seconds")
+        thresholds = [step for step, _ in self.backoff]
+        if thresholds != sorted(thresholds) or any(w < timedelta(0) for _, w in self.backoff):
+            raise ValueError("backoff must be sorted by failures with non-negative waits")
+        if self.refresh_lifetime < self.access_lifetime:
+            raise ValueError("refresh_lifetime must not be shorter than access_lifetime")
+
+    def resend_wait(self, failures: int) -> timedelta:
+        """Gap required between two codes for an account with ``failures`` consecutive failures."""
+        if failures >= self.max_failures:
+            return self.lockout_duration
+        extra = timedelta(0)
+        for threshold, wait in self.backoff:
+            if failures >= threshold:
+                extra = wait
+        return self.resend_cooldown + extra
