@@ -10,7 +10,7 @@ __all__ = ["generate_code", "hash_code", "hashes_equal"]
 
 
 def generate_code(length: int, randbelow: Callable[[int], int], *, developer_mode: bool) -> str:
-    """Return ``length`` decimal digits drawn from ``randbelow`` (``secrets.randbelow`` in production).
+    """Return ``length`` decimal digits drawn from ``randbelow`` (``secrets.randbelow`` in prod).
 
     In developer mode the code is all zeros, so tests and local runs need no inbox.
     """

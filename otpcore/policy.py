@@ -31,7 +31,7 @@ class Policy:
 
     Attributes:
         secret: Server secret keying the code HMAC (and HS256 tokens by default).
-        code_length: Digits per code, 4–10.
+        code_length: Digits per code, 4-10.
         code_lifetime: How long an issued code can be redeemed.
         max_attempts: Guesses evaluated per code before it is dead.
         resend_cooldown: Minimum gap between two codes for one e-mail.
@@ -44,7 +44,7 @@ class Policy:
         refresh_lifetime: Refresh-token (and session) lifetime.
         issuer: ``iss`` claim to set and require, if any.
         audience: ``aud`` claim to set and require, if any.
-        leeway: Clock skew tolerated when checking ``exp``/``nbf``/``iat`` (0–30 s).
+        leeway: Clock skew tolerated when checking ``exp``/``nbf``/``iat`` (0-30 s).
         developer_mode: Codes are all zeros and short secrets are accepted. Never in production.
     """
 

@@ -1,0 +1,1 @@
+"""otpcore: passwordless e-mail OTP authentication, as a sans-IO core."""
