@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 U = TypeVar("U")
-U_co = TypeVar("U_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,18 +77,18 @@ def user_key(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-class AccountStore(Protocol[U_co]):
+class AccountStore(Protocol[U]):
     """Users and their code state."""
 
-    async def find_by_email(self, email: str) -> Account[U_co] | None:
+    async def find_by_email(self, email: str) -> Account[U] | None:
         """The account with this normalized e-mail, or ``None``."""
         ...
 
-    async def find_by_id(self, user_id: str) -> Account[U_co] | None:
+    async def find_by_id(self, user_id: str) -> Account[U] | None:
         """The account with this id, or ``None`` (also for ids of the wrong shape)."""
         ...
 
-    async def create(self, email: str, fields: Mapping[str, object]) -> Account[U_co]:
+    async def create(self, email: str, fields: Mapping[str, object]) -> Account[U]:
         """Insert a user with this e-mail and the application's extra ``fields``.
 
         Atomic under the unique e-mail: when a concurrent call inserted the same e-mail
@@ -113,7 +112,7 @@ class AccountStore(Protocol[U_co]):
 
     async def load_principal(
         self, user_id: str, keys: Sequence[str]
-    ) -> tuple[Account[U_co] | None, list[Revocation]]:
+    ) -> tuple[Account[U] | None, list[Revocation]]:
         """The account and the revocations among ``keys``, in one round-trip."""
         ...
 
@@ -144,7 +143,7 @@ class RevocationStore(Protocol):
         ...
 
 
-class Store(AccountStore[U_co], RevocationStore, Protocol[U_co]):
+class Store(AccountStore[U], RevocationStore, Protocol[U]):
     """Everything the service needs from one storage backend."""
 
 
