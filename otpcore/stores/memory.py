@@ -1,0 +1,138 @@
+"""In-memory reference implementation of every storage port.
+
+Correct under asyncio concurrency within one process: every method completes its check and
+its write without an ``await`` in between, so each is atomic with respect to other tasks.
+It is what the pure-core and service tests run on, and the behaviour the database stores are
+held to by the contract suite. State lives only as long as the process.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from otpcore.challenge import ChallengeState
+from otpcore.ports import Account, Revocation, user_key
+
+__all__ = ["MemoryStore", "MemoryUser"]
+
+
+@dataclass(slots=True, kw_only=True)
+class MemoryUser:
+    """The user object the memory store hands to the application."""
+
+    id: str
+    email: str
+    is_verified: bool = False
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """Users, code state and revocations in dictionaries.
+
+    One instance is the database: hand the same instance to every service that should share
+    state.
+    """
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._users: dict[str, MemoryUser] = {}
+        self._by_email: dict[str, str] = {}
+        self._challenges: dict[str, ChallengeState] = {}
+        self._revocations: dict[str, Revocation] = {}
+
+    def _account(self, user_id: str) -> Account[MemoryUser] | None:
+        user = self._users.get(user_id)
+        if user is None:
+            return None
+        return Account(
+            user_id=user.id,
+            email=user.email,
+            is_verified=user.is_verified,
+            challenge=self._challenges[user_id],
+            user=user,
+        )
+
+    async def find_by_email(self, email: str) -> Account[MemoryUser] | None:
+        """See :meth:`otpcore.ports.AccountStore.find_by_email`."""
+        user_id = self._by_email.get(email)
+        return None if user_id is None else self._account(user_id)
+
+    async def find_by_id(self, user_id: str) -> Account[MemoryUser] | None:
+        """See :meth:`otpcore.ports.AccountStore.find_by_id`."""
+        return self._account(user_id)
+
+    async def create(self, email: str, fields: Mapping[str, object]) -> Account[MemoryUser]:
+        """See :meth:`otpcore.ports.AccountStore.create`."""
+        existing = self._by_email.get(email)
+        if existing is None:
+            existing = str(next(self._ids))
+            self._users[existing] = MemoryUser(id=existing, email=email, fields=dict(fields))
+            self._by_email[email] = existing
+            self._challenges[existing] = ChallengeState()
+        account = self._account(existing)
+        assert account is not None
+        return account
+
+    async def save_challenge(
+        self,
+        user_id: str,
+        *,
+        expected_version: int,
+        state: ChallengeState,
+        mark_verified: bool = False,
+    ) -> bool:
+        """See :meth:`otpcore.ports.AccountStore.save_challenge`."""
+        current = self._challenges.get(user_id)
+        if current is None or current.version != expected_version:
+            return False
+        self._challenges[user_id] = state
+        if mark_verified:
+            self._users[user_id].is_verified = True
+        return True
+
+    async def load_principal(
+        self, user_id: str, keys: Sequence[str]
+    ) -> tuple[Account[MemoryUser] | None, list[Revocation]]:
+        """See :meth:`otpcore.ports.AccountStore.load_principal`."""
+        return self._account(user_id), await self.find_revocations(keys)
+
+    async def revoke(self, revocation: Revocation) -> bool:
+        """See :meth:`otpcore.ports.RevocationStore.revoke`."""
+        if revocation.key in self._revocations:
+            return False
+        self._revocations[revocation.key] = revocation
+        return True
+
+    async def revoke_user(self, user_id: str, *, at: datetime, expires_at: datetime) -> None:
+        """See :meth:`otpcore.ports.RevocationStore.revoke_user`."""
+        key = user_key(user_id)
+        current = self._revocations.get(key)
+        if current is not None:
+            at = max(at, current.revoked_at)
+            expires_at = max(expires_at, current.expires_at)
+        self._revocations[key] = Revocation(
+            key=key, kind="user", revoked_at=at, expires_at=expires_at
+        )
+
+    async def find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
+        """See :meth:`otpcore.ports.RevocationStore.find_revocations`."""
+        found = (self._revocations.get(key) for key in keys)
+        return [entry for entry in found if entry is not None]
+
+    async def revocations_since(self, cursor: datetime, *, now: datetime) -> list[Revocation]:
+        """See :meth:`otpcore.ports.RevocationStore.revocations_since`."""
+        return [
+            entry
+            for entry in self._revocations.values()
+            if entry.revoked_at >= cursor and entry.expires_at > now
+        ]
+
+    async def purge_expired(self, now: datetime) -> int:
+        """See :meth:`otpcore.ports.RevocationStore.purge_expired`."""
+        expired = [key for key, entry in self._revocations.items() if entry.expires_at <= now]
+        for key in expired:
+            del self._revocations[key]
+        return len(expired)
