@@ -13,6 +13,7 @@ __all__ = [
     "CodeCooldown",
     "CodeExpired",
     "CodeInvalid",
+    "ConfigurationError",
     "ContentionError",
     "DeliveryError",
     "OTPAuthError",
@@ -157,3 +158,11 @@ class ReservedClaimError(ValueError):
         self.names = names
         listed = ", ".join(sorted(names))
         super().__init__(f"custom claims may not set reserved claim(s): {listed}")
+
+
+class ConfigurationError(ValueError):
+    """The application's setup cannot work (a missing hook, a model otpcore cannot fill).
+
+    Raised when the problem is detected, with a message naming what to change; like
+    :class:`ReservedClaimError` it is a programming error, not an authentication outcome.
+    """
