@@ -1,0 +1,164 @@
+"""Session decisions: which revocations apply to a token, rotation markers, and the mirror.
+
+A session is one refresh-token family, named by the ``sid`` claim every token of it carries.
+Three kinds of revocation apply to a token: its own ``jti``, its session, and its user's
+logout-all cutoff (every session that began at or before the cutoff). For a refresh token a
+revoked ``jti`` means it was already rotated: presenting it again is *reuse*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from otpcore.policy import Policy
+from otpcore.ports import Revocation, session_key, user_key
+from otpcore.tokens import Claims
+
+__all__ = [
+    "Reused",
+    "RevocationMirror",
+    "Revoked",
+    "Valid",
+    "Verdict",
+    "logout_all_cutoff",
+    "revocation_keys",
+    "revocation_verdict",
+    "rotation_marker",
+    "session_revocation",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Valid:
+    """No revocation applies."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revoked:
+    """The token, its session or its user's sessions were revoked; ``by`` names which."""
+
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reused:
+    """A refresh token that was already rotated came back: revoke its session."""
+
+
+Verdict = Valid | Revoked | Reused
+
+_VALID = Valid()
+
+
+def revocation_keys(claims: Claims) -> tuple[str, str, str]:
+    """Every revocation key that could apply to ``claims``: token, session, user."""
+    return (claims.jti, session_key(claims.sid), user_key(claims.sub))
+
+
+def _verdict_for(claims: Claims, entry: Revocation) -> Verdict | None:
+    if entry.kind == "user":
+        if entry.key == user_key(claims.sub) and claims.auth_time <= entry.revoked_at.timestamp():
+            return Revoked(by="user")
+        return None
+    if entry.key == session_key(claims.sid):
+        return Revoked(by="session")
+    if entry.key == claims.jti:
+        return Reused() if claims.type == "refresh" else Revoked(by="token")
+    return None
+
+
+def revocation_verdict(claims: Claims, revocations: Iterable[Revocation]) -> Verdict:
+    """Decide from the revocations found for :func:`revocation_keys`.
+
+    A revoked session or user outranks reuse: once the family is dead, a replayed refresh
+    token is simply revoked, and there is nothing further to revoke.
+    """
+    reused = False
+    for entry in revocations:
+        match _verdict_for(claims, entry):
+            case Revoked() as revoked:
+                return revoked
+            case Reused():
+                reused = True
+            case _:
+                pass
+    return Reused() if reused else _VALID
+
+
+def rotation_marker(claims: Claims, *, now: datetime, policy: Policy) -> Revocation:
+    """The entry that marks a refresh token as rotated; kept until the token expires."""
+    expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo) + policy.leeway
+    return Revocation(key=claims.jti, kind="refresh", revoked_at=now, expires_at=expires)
+
+
+def session_revocation(claims: Claims, *, now: datetime, policy: Policy) -> Revocation:
+    """The entry that revokes ``claims``' whole session.
+
+    Kept for a refresh lifetime: no token of the session is issued after it, so none can
+    outlive it.
+    """
+    return Revocation(
+        key=session_key(claims.sid),
+        kind="session",
+        revoked_at=now,
+        expires_at=now + policy.refresh_lifetime + policy.leeway,
+    )
+
+
+def logout_all_cutoff(*, now: datetime, policy: Policy) -> tuple[datetime, datetime]:
+    """``(cutoff, keep_until)`` for revoking every session of a user that began by ``now``."""
+    return now, now + policy.refresh_lifetime + policy.leeway
+
+
+class RevocationMirror:
+    """A process-local copy of the unexpired revocations, for checks that make no query.
+
+    Pure data: the service feeds it what ``revocations_since`` returned and decides when to
+    refresh (``is_stale``). The cursor steps back by ``overlap`` on every refresh so that a
+    revocation committed late, or stamped by a worker whose clock lags, is still picked up.
+    """
+
+    __slots__ = ("_entries", "_next_prune", "cursor", "interval", "overlap", "refreshed_at")
+
+    def __init__(
+        self,
+        *,
+        interval: timedelta = timedelta(seconds=1),
+        overlap: timedelta = timedelta(seconds=10),
+    ) -> None:
+        if interval <= timedelta(0):
+            raise ValueError("the mirror refresh interval must be positive")
+        self.interval = interval
+        self.overlap = overlap
+        self.cursor: datetime | None = None
+        self.refreshed_at: datetime | None = None
+        self._entries: dict[str, Revocation] = {}
+        self._next_prune: datetime | None = None
+
+    def is_stale(self, now: datetime) -> bool:
+        """Whether a check at ``now`` must refresh first to honour ``interval``."""
+        return self.refreshed_at is None or now - self.refreshed_at >= self.interval
+
+    def since(self) -> datetime | None:
+        """The cursor to query from, or ``None`` for a full load."""
+        return None if self.cursor is None else self.cursor - self.overlap
+
+    def apply(self, entries: Iterable[Revocation], *, started_at: datetime) -> None:
+        """Merge a refresh that began at ``started_at``; prune expired entries now and then."""
+        for entry in entries:
+            self._entries[entry.key] = entry
+        self.cursor = started_at
+        self.refreshed_at = started_at
+        if self._next_prune is None or started_at >= self._next_prune:
+            self._entries = {k: e for k, e in self._entries.items() if e.expires_at > started_at}
+            self._next_prune = started_at + timedelta(minutes=1)
+
+    def verdict(self, claims: Claims) -> Verdict:
+        """:func:`revocation_verdict` against the mirrored entries."""
+        found = (self._entries.get(key) for key in revocation_keys(claims))
+        return revocation_verdict(claims, (entry for entry in found if entry is not None))
+
+    def __len__(self) -> int:
+        return len(self._entries)
