@@ -1,6 +1,8 @@
-"""The store contract: the cases every storage backend must pass, memory store included.
+"""The contract suites: the cases every storage backend must pass, memory store included.
 
-Subclass :class:`StoreContract` in a pytest module and provide a ``backend`` fixture that
+:class:`StoreContract` holds the ports to their documented atomic behaviour;
+:class:`ServiceContract` proves the service's concurrency guarantees on top of them.
+Subclass both in a pytest module and provide a ``backend`` fixture that
 yields a :class:`Backend` over empty storage. Each case opens handles with
 ``backend.store()``; concurrent cases open one handle per task, as a web app opens one
 database session per request.
@@ -15,10 +17,16 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from otpcore.challenge import ChallengeState
-from otpcore.ports import Revocation, Store, session_key, user_key
+import pytest
 
-__all__ = ["Backend", "StoreContract"]
+from otpcore.challenge import ChallengeState
+from otpcore.errors import AccountLocked, CodeInvalid, OTPAuthError, RefreshReused, TokenRevoked
+from otpcore.policy import Policy
+from otpcore.ports import Revocation, Store, session_key, user_key
+from otpcore.service import Login, OTPAuth
+from otpcore.testing.clock import FakeClock
+
+__all__ = ["Backend", "ServiceContract", "StoreContract"]
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -268,3 +276,160 @@ class StoreContract:
                 await store.revoke(_revocation(key))
             found = await store.find_revocations(keys)
         assert sorted(entry.key for entry in found) == sorted(keys[::2])
+
+
+class _Inbox:
+    """A sender that remembers the last code per e-mail."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+
+    async def __call__(self, email: str, code: str) -> None:
+        self.codes[email] = code
+
+
+def _service(clock: FakeClock, inbox: _Inbox, **overrides: Any) -> OTPAuth[Any]:
+    settings: dict[str, Any] = {
+        "policy": Policy(secret=b"contract-secret-" * 2, max_attempts=5),
+        "store": None,
+        "sender": inbox,
+        "clock": clock,
+    }
+    settings.update(overrides)
+    return OTPAuth(**settings)
+
+
+async def _gather_outcomes(
+    backend: Backend, auth: OTPAuth[Any], count: int, work: Any
+) -> list[object]:
+    async def one(index: int) -> object:
+        async with backend.store() as store:
+            try:
+                return await work(auth.with_store(store), index)
+            except OTPAuthError as exc:
+                return exc
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+class ServiceContract:
+    """The service's guarantees, proven on each backend with concurrent requests."""
+
+    async def test_full_flow_request_verify_refresh_logout(self, backend: Backend) -> None:
+        clock, inbox = FakeClock(), _Inbox()
+        auth = _service(clock, inbox)
+        async with backend.store() as store:
+            bound = auth.with_store(store)
+            await bound.request_code("Flow@Example.com")
+            login = await bound.verify_code("flow@example.com", inbox.codes["flow@example.com"])
+            principal = await bound.authenticate(login.access_token)
+            assert principal.account.is_verified is True
+            assert principal.claims.sub == login.user_id
+            clock.advance(1)
+            rotated = await bound.refresh(login.refresh_token)
+            assert rotated.sid == login.sid
+            assert rotated.refresh_token != login.refresh_token
+            assert await bound.logout(rotated.refresh_token) is True
+            with pytest.raises(TokenRevoked):
+                await bound.authenticate(rotated.access_token)
+            with pytest.raises(TokenRevoked):
+                await bound.refresh(rotated.refresh_token)
+
+    async def test_concurrent_wrong_guesses_evaluate_at_most_max(self, backend: Backend) -> None:
+        clock, inbox = FakeClock(), _Inbox()
+        auth = _service(clock, inbox)
+        async with backend.store() as store:
+            await auth.with_store(store).request_code("guess@example.com")
+        code = inbox.codes["guess@example.com"]
+        wrong = "0" * 6 if code != "0" * 6 else "1" * 6
+
+        async def guess(bound: OTPAuth[Any], _: int) -> object:
+            return await bound.verify_code("guess@example.com", wrong)
+
+        outcomes = await _gather_outcomes(backend, auth, 200, guess)
+        evaluated = [o for o in outcomes if isinstance(o, CodeInvalid)]
+        assert len(evaluated) == auth.policy.max_attempts
+        assert sorted(o.remaining_attempts or 0 for o in evaluated) == list(range(5))
+        assert all(isinstance(o, AccountLocked) for o in outcomes if o not in evaluated)
+        async with backend.store() as store:
+            account = await store.find_by_email("guess@example.com")
+            assert account is not None
+            assert account.challenge.attempts == auth.policy.max_attempts
+            assert account.challenge.failures == auth.policy.max_attempts
+            with pytest.raises(AccountLocked):
+                await auth.with_store(store).verify_code("guess@example.com", code)
+
+    async def test_concurrent_correct_guesses_yield_one_login(self, backend: Backend) -> None:
+        clock, inbox = FakeClock(), _Inbox()
+        auth = _service(clock, inbox)
+        async with backend.store() as store:
+            await auth.with_store(store).request_code("once@example.com")
+        code = inbox.codes["once@example.com"]
+
+        async def redeem(bound: OTPAuth[Any], _: int) -> object:
+            return await bound.verify_code("once@example.com", code)
+
+        outcomes = await _gather_outcomes(backend, auth, 50, redeem)
+        logins = [o for o in outcomes if isinstance(o, Login)]
+        assert len(logins) == 1
+        assert all(isinstance(o, CodeInvalid) for o in outcomes if o is not logins[0])
+
+    async def test_concurrent_refreshes_rotate_once_then_revoke(self, backend: Backend) -> None:
+        clock, inbox = FakeClock(), _Inbox()
+        auth = _service(clock, inbox)
+        async with backend.store() as store:
+            bound = auth.with_store(store)
+            await bound.request_code("rot@example.com")
+            login = await bound.verify_code("rot@example.com", inbox.codes["rot@example.com"])
+
+        async def rotate(bound: OTPAuth[Any], _: int) -> object:
+            return await bound.refresh(login.refresh_token)
+
+        outcomes = await _gather_outcomes(backend, auth, 20, rotate)
+        rotated = [o for o in outcomes if isinstance(o, Login)]
+        assert len(rotated) == 1
+        others = [o for o in outcomes if o is not rotated[0]]
+        assert any(isinstance(o, RefreshReused) for o in others)
+        assert all(isinstance(o, RefreshReused | TokenRevoked) for o in others)
+        async with backend.store() as store:
+            bound = auth.with_store(store)
+            with pytest.raises(TokenRevoked):
+                await bound.refresh(rotated[0].refresh_token)
+            with pytest.raises(TokenRevoked):
+                await bound.authenticate(rotated[0].access_token)
+
+    async def test_logout_all_revokes_earlier_sessions_only(self, backend: Backend) -> None:
+        clock, inbox = FakeClock(), _Inbox()
+        auth = _service(clock, inbox, policy=Policy(secret=b"s" * 32, resend_cooldown=timedelta(0)))
+        async with backend.store() as store:
+            bound = auth.with_store(store)
+            await bound.request_code("all@example.com")
+            first = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
+            clock.advance(1)
+            await bound.request_code("all@example.com")
+            second = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
+            clock.advance(1)
+            await bound.logout_all(first.user_id)
+            clock.advance(1)
+            await bound.request_code("all@example.com")
+            third = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
+            for old in (first, second):
+                with pytest.raises(TokenRevoked):
+                    await bound.authenticate(old.access_token)
+                with pytest.raises(TokenRevoked):
+                    await bound.refresh(old.refresh_token)
+            assert (await bound.authenticate(third.access_token)).claims.sid == third.sid
+
+    async def test_mirror_sees_revocations_within_the_interval(self, backend: Backend) -> None:
+        clock, inbox = FakeClock(), _Inbox()
+        auth = _service(clock, inbox, mirror_interval=timedelta(seconds=1))
+        async with backend.store() as store:
+            bound = auth.with_store(store)
+            await bound.request_code("mirror@example.com")
+            login = await bound.verify_code("mirror@example.com", inbox.codes["mirror@example.com"])
+            assert (await bound.authenticate_claims(login.access_token)).sid == login.sid
+            await bound.logout(login.refresh_token)
+            # Within the interval the mirror may still accept; once it lapses it must refuse.
+            clock.advance(1)
+            with pytest.raises(TokenRevoked):
+                await bound.authenticate_claims(login.access_token)
