@@ -1,0 +1,384 @@
+"""OTPAuth on the memory store: behaviours beyond the cross-backend contract."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from otpcore.emails import InvalidEmail
+from otpcore.errors import (
+    AccountLocked,
+    CodeCooldown,
+    CodeExpired,
+    CodeInvalid,
+    ConfigurationError,
+    DeliveryError,
+    RefreshReused,
+    ReservedClaimError,
+    TokenExpired,
+    TokenInvalid,
+    TokenRevoked,
+    UserNotFound,
+)
+from otpcore.events import (
+    AuthEvent,
+    CodeRequested,
+    CodeSent,
+    GuessFailed,
+    LoggedOut,
+    LoginSucceeded,
+    OTPLocked,
+    RefreshReuseDetected,
+    RefreshRotated,
+)
+from otpcore.policy import Policy
+from otpcore.service import OTPAuth
+from otpcore.stores.memory import MemoryStore, MemoryUser
+from otpcore.testing import FakeClock
+
+SECRET = b"unit-test-secret-unit-test-secret"
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+        self.sent = 0
+
+    async def __call__(self, email: str, code: str) -> None:
+        self.codes[email] = code
+        self.sent += 1
+
+
+class Harness:
+    def __init__(self, **overrides: Any) -> None:
+        self.clock = FakeClock()
+        self.inbox = Inbox()
+        self.store = MemoryStore()
+        self.events: list[AuthEvent] = []
+        settings: dict[str, Any] = {
+            "policy": Policy(secret=SECRET),
+            "store": self.store,
+            "sender": self.inbox,
+            "clock": self.clock,
+            "events": self.events.append,
+        }
+        settings.update(overrides)
+        self.auth: OTPAuth[MemoryUser] = OTPAuth(**settings)
+
+    async def login(self, email: str = "user@example.com") -> Any:
+        await self.auth.request_code(email)
+        return await self.auth.verify_code(email, self.inbox.codes[email])
+
+
+async def test_codes_are_stored_hashed_never_plain() -> None:
+    h = Harness()
+    await h.auth.request_code("user@example.com")
+    account = await h.store.find_by_email("user@example.com")
+    assert account is not None
+    code = h.inbox.codes["user@example.com"]
+    assert account.challenge.code_hash is not None
+    assert code not in account.challenge.code_hash
+    assert len(account.challenge.code_hash) == 64
+
+
+async def test_email_is_normalized_for_lookup_and_delivery() -> None:
+    h = Harness()
+    await h.auth.request_code("  Mixed.Case@EXAMPLE.com ")
+    assert list(h.inbox.codes) == ["mixed.case@example.com"]
+    login = await h.auth.verify_code(
+        "MIXED.case@example.com", h.inbox.codes["mixed.case@example.com"]
+    )
+    assert login.user.email == "mixed.case@example.com"
+
+
+async def test_invalid_email_is_refused_before_any_write() -> None:
+    h = Harness()
+    with pytest.raises(InvalidEmail):
+        await h.auth.request_code("victim@example.com\r\nBcc: attacker@example.com")
+    assert await h.store.find_by_email("victim@example.com") is None
+    assert h.inbox.sent == 0
+
+
+async def test_resend_inside_cooldown_is_refused_with_retry_after() -> None:
+    h = Harness()
+    await h.auth.request_code("user@example.com")
+    h.clock.advance(20)
+    with pytest.raises(CodeCooldown) as refused:
+        await h.auth.request_code("user@example.com")
+    assert refused.value.retry_after == 40
+    h.clock.advance(40)
+    await h.auth.request_code("user@example.com")
+    assert h.inbox.sent == 2
+
+
+async def test_wrong_guesses_report_remaining_then_lock_the_code() -> None:
+    h = Harness()
+    await h.auth.request_code("user@example.com")
+    code = h.inbox.codes["user@example.com"]
+    wrong = "1" * 6 if code != "1" * 6 else "2" * 6
+    remaining = []
+    for _ in range(5):
+        with pytest.raises(CodeInvalid) as refused:
+            await h.auth.verify_code("user@example.com", wrong)
+        remaining.append(refused.value.remaining_attempts)
+    assert remaining == [4, 3, 2, 1, 0]
+    with pytest.raises(AccountLocked):
+        await h.auth.verify_code("user@example.com", code)
+    assert sum(isinstance(e, OTPLocked) for e in h.events) == 1
+
+
+async def test_new_code_does_not_reset_failures_and_backoff_grows() -> None:
+    h = Harness()
+    await h.auth.request_code("user@example.com")
+    for _ in range(5):
+        with pytest.raises(CodeInvalid):
+            await h.auth.verify_code(
+                "user@example.com",
+                "9" * 6 if h.inbox.codes["user@example.com"] != "9" * 6 else "8" * 6,
+            )
+    h.clock.advance(60)
+    with pytest.raises(CodeCooldown) as refused:
+        await h.auth.request_code("user@example.com")
+    assert refused.value.retry_after == 60  # 60 s base + 1 min step at 5 failures
+    h.clock.advance(60)
+    await h.auth.request_code("user@example.com")
+    account = await h.store.find_by_email("user@example.com")
+    assert account is not None
+    assert account.challenge.failures == 5
+    assert account.challenge.attempts == 0
+
+
+async def test_expired_code_is_refused_and_not_counted() -> None:
+    h = Harness()
+    await h.auth.request_code("user@example.com")
+    h.clock.advance(timedelta(minutes=10))
+    with pytest.raises(CodeExpired):
+        await h.auth.verify_code("user@example.com", h.inbox.codes["user@example.com"])
+    account = await h.store.find_by_email("user@example.com")
+    assert account is not None
+    assert account.challenge.attempts == 0
+
+
+async def test_code_is_single_use() -> None:
+    h = Harness()
+    await h.login()
+    with pytest.raises(CodeInvalid):
+        await h.auth.verify_code("user@example.com", h.inbox.codes["user@example.com"])
+
+
+async def test_unknown_email_without_auto_create_answers_like_a_known_one() -> None:
+    h = Harness(auto_create_user=False)
+    await h.auth.request_code("ghost@example.com")
+    assert h.inbox.sent == 0
+    assert await h.store.find_by_email("ghost@example.com") is None
+    with pytest.raises(CodeInvalid) as refused:
+        await h.auth.verify_code("ghost@example.com", "123456")
+    assert refused.value.message == CodeInvalid().message
+
+
+async def test_unknown_email_is_revealed_only_on_request() -> None:
+    h = Harness(auto_create_user=False, reveal_unknown_users=True)
+    with pytest.raises(UserNotFound):
+        await h.auth.request_code("ghost@example.com")
+    with pytest.raises(UserNotFound):
+        await h.auth.verify_code("ghost@example.com", "123456")
+
+
+async def test_new_user_fields_hook_fills_auto_created_users() -> None:
+    def fields(email: str) -> Mapping[str, object]:
+        return {"username": email.split("@")[0]}
+
+    h = Harness(new_user_fields=fields)
+    login = await h.login("carol@example.com")
+    assert login.user.fields == {"username": "carol"}
+
+
+async def test_failed_delivery_withdraws_the_code_and_its_cooldown() -> None:
+    attempts = []
+
+    async def flaky(email: str, code: str) -> None:
+        attempts.append(code)
+        if len(attempts) == 1:
+            raise ConnectionError("smtp down")
+
+    h = Harness(sender=flaky)
+    with pytest.raises(DeliveryError) as refused:
+        await h.auth.request_code("user@example.com")
+    assert isinstance(refused.value.__cause__, ConnectionError)
+    account = await h.store.find_by_email("user@example.com")
+    assert account is not None
+    assert account.challenge.code_hash is None
+    assert account.challenge.last_request_at is None
+    await h.auth.request_code("user@example.com")  # no cooldown from the failed send
+    login = await h.auth.verify_code("user@example.com", attempts[-1])
+    assert login.user_id == account.user_id
+
+
+async def test_reserved_custom_claim_is_refused() -> None:
+    h = Harness(claims_for=lambda user: {"sub": "admin"})
+    await h.auth.request_code("user@example.com")
+    with pytest.raises(ReservedClaimError):
+        await h.auth.verify_code("user@example.com", h.inbox.codes["user@example.com"])
+
+
+async def test_custom_claims_reach_the_access_token_only() -> None:
+    h = Harness(claims_for=lambda user: {"role": "admin"})
+    login = await h.login()
+    principal = await h.auth.authenticate(login.access_token)
+    assert principal.claims.extra == {"role": "admin"}
+    assert h.auth.codec.verify(login.refresh_token, kind="refresh", now=h.clock()).extra == {}
+
+
+async def test_access_and_refresh_tokens_are_not_interchangeable() -> None:
+    h = Harness()
+    login = await h.login()
+    with pytest.raises(TokenInvalid):
+        await h.auth.authenticate(login.refresh_token)
+    with pytest.raises(TokenInvalid):
+        await h.auth.refresh(login.access_token)
+
+
+async def test_expired_access_token_is_refused() -> None:
+    h = Harness()
+    login = await h.login()
+    h.clock.advance(timedelta(hours=1))
+    with pytest.raises(TokenExpired):
+        await h.auth.authenticate(login.access_token)
+
+
+async def test_refresh_reuse_revokes_the_session_and_reports_it() -> None:
+    h = Harness()
+    login = await h.login()
+    rotated = await h.auth.refresh(login.refresh_token)
+    with pytest.raises(RefreshReused):
+        await h.auth.refresh(login.refresh_token)
+    with pytest.raises(TokenRevoked):
+        await h.auth.authenticate(rotated.access_token)
+    with pytest.raises(TokenRevoked):
+        await h.auth.refresh(rotated.refresh_token)
+    assert [type(e) for e in h.events if isinstance(e, RefreshRotated | RefreshReuseDetected)] == [
+        RefreshRotated,
+        RefreshReuseDetected,
+    ]
+
+
+async def test_logout_with_access_token_revokes_the_session() -> None:
+    h = Harness()
+    login = await h.login()
+    assert await h.auth.logout(access_token=login.access_token) is True
+    assert await h.auth.logout(login.refresh_token) is False
+    with pytest.raises(TokenRevoked):
+        await h.auth.refresh(login.refresh_token)
+    assert sum(isinstance(e, LoggedOut) for e in h.events) == 1
+
+
+async def test_logout_of_expired_token_is_a_no_op_and_garbage_is_refused() -> None:
+    h = Harness()
+    login = await h.login()
+    h.clock.advance(timedelta(days=8))
+    assert await h.auth.logout(login.refresh_token) is False
+    with pytest.raises(TokenInvalid):
+        await h.auth.logout("not-a-token")
+    with pytest.raises(TokenInvalid):
+        await h.auth.logout()
+
+
+async def test_other_sessions_survive_a_logout() -> None:
+    h = Harness(policy=Policy(secret=SECRET, resend_cooldown=timedelta(0)))
+    first = await h.login()
+    second = await h.login()
+    await h.auth.logout(first.refresh_token)
+    assert (await h.auth.authenticate(second.access_token)).claims.sid == second.sid
+
+
+async def test_events_never_carry_codes_or_tokens() -> None:
+    h = Harness()
+    login = await h.login()
+    await h.auth.refresh(login.refresh_token)
+    with pytest.raises(RefreshReused):
+        await h.auth.refresh(login.refresh_token)
+    code = h.inbox.codes["user@example.com"]
+    dumped = " ".join(repr(e) for e in h.events)
+    assert login.refresh_token not in dumped
+    assert login.access_token not in dumped
+    assert f"'{code}'" not in dumped
+    kinds = {type(e) for e in h.events}
+    assert {CodeRequested, CodeSent, LoginSucceeded, RefreshRotated, RefreshReuseDetected} <= kinds
+
+
+async def test_failing_event_sink_does_not_decide_a_login(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event: AuthEvent) -> None:
+        raise RuntimeError("audit database down")
+
+    h = Harness(events=broken)
+    with caplog.at_level(logging.ERROR, logger="otpcore"):
+        login = await h.login()
+    assert login.access_token
+    assert "event sink failed" in caplog.text
+    assert h.inbox.codes["user@example.com"] not in caplog.text
+
+
+async def test_guess_failed_events_name_the_reason() -> None:
+    h = Harness()
+    await h.auth.request_code("user@example.com")
+    h.clock.advance(timedelta(minutes=11))
+    with pytest.raises(CodeExpired):
+        await h.auth.verify_code("user@example.com", "000000")
+    [failed] = [e for e in h.events if isinstance(e, GuessFailed)]
+    assert failed.reason == "otp_expired"
+
+
+async def test_service_without_store_says_so() -> None:
+    h = Harness(store=None)
+    with pytest.raises(ConfigurationError):
+        await h.auth.request_code("user@example.com")
+
+
+async def test_mirror_refresh_is_one_query_per_interval() -> None:
+    h = Harness(mirror_interval=timedelta(seconds=1))
+    login = await h.login()
+    calls = 0
+    original = h.store.revocations_since
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await original(*args, **kwargs)
+
+    h.store.revocations_since = counting  # type: ignore[method-assign]
+    for _ in range(50):
+        await h.auth.authenticate_claims(login.access_token)
+    assert calls == 1
+    h.clock.advance(1)
+    await h.auth.authenticate_claims(login.access_token)
+    assert calls == 2
+
+
+async def test_account_lock_after_max_failures_stops_issuing() -> None:
+    policy = Policy(
+        secret=SECRET,
+        max_attempts=1,
+        max_failures=3,
+        resend_cooldown=timedelta(0),
+        backoff=((0, timedelta(0)),),
+        lockout_duration=timedelta(hours=1),
+    )
+    h = Harness(policy=policy)
+    for _ in range(3):
+        await h.auth.request_code("user@example.com")
+        code = h.inbox.codes["user@example.com"]
+        with pytest.raises(CodeInvalid):
+            await h.auth.verify_code("user@example.com", "1" * 6 if code != "1" * 6 else "2" * 6)
+    with pytest.raises(AccountLocked) as refused:
+        await h.auth.request_code("user@example.com")
+    assert refused.value.retry_after == 3600
+    h.clock.advance(timedelta(hours=1))
+    await h.auth.request_code("user@example.com")
+    login = await h.auth.verify_code("user@example.com", h.inbox.codes["user@example.com"])
+    account = await h.store.find_by_id(login.user_id)
+    assert account is not None
+    assert account.challenge.failures == 0
