@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up the virtual environment, start PostgreSQL and the MongoDB-wire test server on
+# 127.0.0.1, run the whole test suite, and stop the servers again. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e ".[dev]"
+
+# shellcheck source=scripts/postgres.sh
+source scripts/postgres.sh
+# shellcheck source=scripts/mongodb.sh
+source scripts/mongodb.sh
+trap 'stop_mongodb || true; stop_postgres || true' EXIT
+start_postgres
+start_mongodb
+
+"$VENV/bin/python" -m pytest -q "$@"
