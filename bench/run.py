@@ -23,7 +23,11 @@ def main(argv: list[str]) -> int:
     for name in chosen:
         print(f"\n=== bench_{name} ===", flush=True)
         module = importlib.import_module(f"bench.bench_{name}")
-        module.main()
+        if hasattr(module, "main"):
+            module.main()
+        else:
+            for key, value in module.run().items():
+                print(f"  {key:<40} {value:>14,.3f}")
     return 0
 
 
