@@ -1,0 +1,134 @@
+"""Dependencies that protect the application's routes.
+
+- current user / verified user: :meth:`OTPAuth.authenticate`, one signature check and one
+  store round-trip (revocations and the user in one query);
+- custom claims / principal: :meth:`OTPAuth.authenticate_claims`, no round-trip at all except
+  the revocation-mirror refresh, at most once per ``revocation_mirror_interval`` per worker.
+
+Everything per-configuration (the service, the bearer scheme) is built once, when the
+dependency is created; per request there is one ``with_store`` view and the check itself.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these endpoint annotations at
+# runtime, and they name closure variables (the application's get_otp_db) that a string
+# annotation could not be resolved against.
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from otpcore.errors import OTPAuthError, UserNotVerified
+from otpcore.service import OTPAuth
+from otpcore.tokens import Claims
+from otpcore_fastapi.config import OTPAuthConfig
+from otpcore_fastapi.http_errors import TokenMissing, http_exception
+from otpcore_fastapi.resolver import current_request
+
+__all__ = [
+    "Bearer",
+    "bearer_scheme",
+    "get_current_user_dependency",
+    "get_custom_claims_dependency",
+    "get_principal_dependency",
+    "get_verified_user_dependency",
+]
+
+#: The ``Authorization: Bearer`` scheme; shown in OpenAPI. Missing credentials are answered
+#: by our own 401 (with ``WWW-Authenticate``), hence ``auto_error=False``.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="OTPBearer",
+    description="The access token from `POST /verify-otp` or `POST /refresh`.",
+)
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def _user_dependency(
+    get_otp_db: Callable[..., Any], config: OTPAuthConfig, *, verified: bool
+) -> Callable[..., Awaitable[Any]]:
+    config.record_store_dependency(get_otp_db, replace=False)
+    auth = config.auth
+
+    async def current_user(credentials: Bearer, db: Annotated[Any, Depends(get_otp_db)]) -> Any:
+        if credentials is None:
+            raise http_exception(TokenMissing())
+        try:
+            principal = await auth.with_store(db).authenticate(credentials.credentials)
+        except OTPAuthError as exc:
+            raise http_exception(exc) from None
+        if verified and not principal.account.is_verified:
+            raise http_exception(UserNotVerified())
+        return principal.user
+
+    return current_user
+
+
+def get_current_user_dependency(
+    get_otp_db: Callable[..., Any], config: OTPAuthConfig
+) -> Callable[..., Awaitable[Any]]:
+    """A dependency returning the user of a valid, unrevoked bearer access token.
+
+    Args:
+        get_otp_db: The application's store dependency (the one given to the router).
+        config: The configuration.
+
+    Returns:
+        The dependency; it answers 401 for a missing, invalid, expired or revoked token.
+    """
+    return _user_dependency(get_otp_db, config, verified=False)
+
+
+def get_verified_user_dependency(
+    get_otp_db: Callable[..., Any], config: OTPAuthConfig
+) -> Callable[..., Awaitable[Any]]:
+    """Like :func:`get_current_user_dependency`, and 403 unless the user is verified."""
+    return _user_dependency(get_otp_db, config, verified=True)
+
+
+async def _claims(
+    auth: OTPAuth[Any], request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Claims:
+    if credentials is None:
+        raise http_exception(TokenMissing())
+    # A stale mirror is refreshed through get_otp_db, with this request's app overrides.
+    marker = current_request.set(request)
+    try:
+        return await auth.authenticate_claims(credentials.credentials)
+    except OTPAuthError as exc:
+        raise http_exception(exc) from None
+    finally:
+        current_request.reset(marker)
+
+
+def get_principal_dependency(config: OTPAuthConfig) -> Callable[..., Awaitable[Claims]]:
+    """A dependency returning the verified :class:`~otpcore.tokens.Claims` of the access token.
+
+    No database round-trip: revocation is checked against this worker's mirror, refreshed
+    at most every ``config.revocation_mirror_interval``. The mirror reads the store through
+    the ``get_otp_db`` recorded by :func:`~otpcore_fastapi.get_auth_router`.
+    """
+    auth = config.auth
+
+    async def principal(request: Request, credentials: Bearer) -> Claims:
+        return await _claims(auth, request, credentials)
+
+    return principal
+
+
+def get_custom_claims_dependency(
+    config: OTPAuthConfig,
+) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """A dependency returning only the custom claims of the access token.
+
+    Every reserved claim (``sub``, ``exp``, ``sid``, ``iss``, …) is excluded. Revocation is
+    enforced as for :func:`get_principal_dependency`, with no database round-trip.
+    """
+    auth = config.auth
+
+    async def custom_claims(request: Request, credentials: Bearer) -> dict[str, Any]:
+        return dict((await _claims(auth, request, credentials)).extra)
+
+    return custom_claims

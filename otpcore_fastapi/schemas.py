@@ -1,0 +1,108 @@
+"""Request and response bodies, named and shaped as in ``fastapi-otp-authentication``.
+
+Fields are bounded so oversized input is refused (422) before anything is read or written.
+The e-mail is a bounded string here, not ``EmailStr``: the core's normalizer is the one rule
+for what an address is, so the binding does not apply a second, different one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "ErrorResponse",
+    "JWKSet",
+    "LogoutRequest",
+    "MessageResponse",
+    "OTPRequest",
+    "OTPVerify",
+    "RefreshRequest",
+    "TokenResponse",
+]
+
+#: RFC 5321 §4.5.3.1.3 path limit minus the angle brackets; the core applies the same bound.
+EMAIL_MAX_LENGTH = 254
+#: Matches the core's bound on a presented token.
+TOKEN_MAX_LENGTH = 16_384
+
+
+class OTPRequest(BaseModel):
+    """Body of ``POST /request-otp``."""
+
+    email: str = Field(
+        ...,
+        max_length=EMAIL_MAX_LENGTH,
+        description="E-mail address to send the code to.",
+        examples=["user@example.com"],
+    )
+
+
+class OTPVerify(BaseModel):
+    """Body of ``POST /verify-otp``."""
+
+    email: str = Field(
+        ...,
+        max_length=EMAIL_MAX_LENGTH,
+        description="E-mail address the code was sent to.",
+        examples=["user@example.com"],
+    )
+    code: str = Field(
+        ...,
+        min_length=4,
+        max_length=10,
+        pattern=r"^[0-9]+$",
+        description="The code, digits only.",
+        examples=["123456"],
+    )
+
+
+class TokenResponse(BaseModel):
+    """A new access token, and the refresh token in ``body``/``both`` delivery modes."""
+
+    access_token: str = Field(..., description="JWT access token; send as `Bearer`.")
+    token_type: str = Field(default="bearer", description="Always `bearer`.")
+    refresh_token: str | None = Field(
+        None,
+        description="Refresh token; present only when refresh_token_delivery is body or both.",
+    )
+
+
+class RefreshRequest(BaseModel):
+    """Optional body of ``POST /refresh`` (``body``/``both`` modes)."""
+
+    refresh_token: str | None = Field(
+        None,
+        max_length=TOKEN_MAX_LENGTH,
+        description="Refresh token; the cookie wins when both are present.",
+    )
+
+
+class LogoutRequest(BaseModel):
+    """Optional body of ``POST /logout`` (``body``/``both`` modes)."""
+
+    refresh_token: str | None = Field(
+        None,
+        max_length=TOKEN_MAX_LENGTH,
+        description="Refresh token of the session to end; the cookie wins when both are present.",
+    )
+
+
+class MessageResponse(BaseModel):
+    """A human-readable confirmation."""
+
+    message: str = Field(..., description="What happened.")
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal: a readable message and a stable machine-readable code."""
+
+    detail: str = Field(..., description="Human-readable message, safe to show.")
+    code: str = Field(..., description="Stable error code, e.g. `otp_invalid`.")
+
+
+class JWKSet(BaseModel):
+    """A JSON Web Key Set (RFC 7517) of the public verification keys."""
+
+    keys: list[dict[str, Any]]

@@ -1,0 +1,136 @@
+"""How the refresh token travels: HTTP-only cookie, JSON body, or both; and the CSRF check.
+
+Browsers attach cookies to cross-site requests, so a refresh token that came from the cookie
+is only honoured for requests from the app's own site: ``Sec-Fetch-Site`` when the browser
+sends it, else ``Origin`` against the request's own origin and ``trusted_origins``. Tokens
+from the body cannot be attached by another site and need no such check.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import Request, Response
+
+from otpcore.service import Login
+from otpcore_fastapi.config import OTPAuthConfig
+from otpcore_fastapi.http_errors import CSRFRefused
+from otpcore_fastapi.schemas import TokenResponse
+
+__all__ = ["RefreshTransport"]
+
+# Fetch Metadata (W3C): "none" is a user-initiated navigation, e.g. a bookmark.
+_SAME_SITE_FETCH: Final = frozenset({"same-origin", "same-site", "none"})
+_DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
+
+
+def _origin(scheme: str, host: str) -> str:
+    scheme, host = scheme.lower(), host.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is not None and host.endswith(default):
+        host = host[: -len(default)]
+    return f"{scheme}://{host}"
+
+
+def _normalized(origin: str) -> str:
+    scheme, sep, host = origin.partition("://")
+    return _origin(scheme, host) if sep else origin.lower()
+
+
+class RefreshTransport:
+    """Reads, writes and clears the refresh token per ``refresh_token_delivery``."""
+
+    __slots__ = (
+        "_domain",
+        "_max_age",
+        "_name",
+        "_path",
+        "_samesite",
+        "_secure",
+        "_trusted",
+        "in_body",
+        "in_cookie",
+    )
+
+    def __init__(self, config: OTPAuthConfig) -> None:
+        mode = config.refresh_token_delivery
+        self.in_cookie = mode in ("cookie", "both")
+        self.in_body = mode in ("body", "both")
+        self._name = config.cookie_name
+        self._path = config.cookie_path
+        self._domain = config.cookie_domain
+        self._secure = config.cookie_secure
+        self._samesite = config.cookie_samesite
+        self._max_age = int(config.refresh_token_lifetime.total_seconds())
+        self._trusted = frozenset(_normalized(origin) for origin in config.trusted_origins)
+
+    def read(self, request: Request, body_token: str | None) -> tuple[str | None, bool]:
+        """The presented refresh token and whether it came from the cookie (which wins)."""
+        if self.in_cookie:
+            cookie = request.cookies.get(self._name)
+            if cookie:
+                return cookie, True
+        if self.in_body and body_token:
+            return body_token, False
+        return None, False
+
+    def check_same_site(self, request: Request) -> None:
+        """Refuse a cross-site request.
+
+        Raises:
+            CSRFRefused: ``Sec-Fetch-Site`` is cross-site, or ``Origin`` is neither the
+                request's own origin nor trusted.
+        """
+        headers = request.headers
+        fetch_site = headers.get("sec-fetch-site")
+        if fetch_site is not None:
+            if fetch_site.lower() not in _SAME_SITE_FETCH:
+                raise CSRFRefused()
+            return
+        origin = headers.get("origin")
+        if origin is None:
+            return  # not a browser cross-origin request: browsers send Origin on POST
+        presented = _normalized(origin)
+        if presented in self._trusted:
+            return
+        host = headers.get("host")
+        if host is None or presented != _origin(request.url.scheme, host):
+            raise CSRFRefused()
+
+    def _cookie_path(self, request: Request) -> str:
+        if self._path is not None:
+            return self._path
+        # The router's endpoints are one segment under its prefix: "/auth/verify-otp" ->
+        # "/auth", so the cookie travels only to the auth endpoints.
+        return request.url.path.rsplit("/", 1)[0] or "/"
+
+    def deliver(self, login: Login[object], request: Request, response: Response) -> TokenResponse:
+        """Set the cookie and/or build the body for a new token pair."""
+        if self.in_cookie:
+            response.set_cookie(
+                self._name,
+                login.refresh_token,
+                max_age=self._max_age,
+                path=self._cookie_path(request),
+                domain=self._domain,
+                secure=self._secure,
+                httponly=True,
+                samesite=self._samesite,
+            )
+        return TokenResponse(
+            access_token=login.access_token,
+            token_type=login.token_type,
+            refresh_token=login.refresh_token if self.in_body else None,
+        )
+
+    def clear(self, request: Request, response: Response) -> None:
+        """Expire the cookie (same name, path and domain as set)."""
+        if self.in_cookie:
+            response.delete_cookie(
+                self._name,
+                path=self._cookie_path(request),
+                domain=self._domain,
+                secure=self._secure,
+                httponly=True,
+                samesite=self._samesite,
+            )
