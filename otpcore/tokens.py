@@ -1,0 +1,511 @@
+"""JWT issue and verification over pyjwt: pinned algorithms, key rotation, JWKS.
+
+Pure: ``now`` and ``jti`` are parameters; nothing here reads the clock or draws randomness.
+Every refusal is a :class:`~otpcore.errors.TokenInvalid` or
+:class:`~otpcore.errors.TokenExpired` with a fixed message; pyjwt's own exceptions and
+messages never leave this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
+from jwt.api_jws import PyJWS
+from jwt.api_jwt import PyJWT
+from jwt.exceptions import PyJWTError
+from jwt.types import HashlibHash
+
+from otpcore.errors import ReservedClaimError, TokenExpired, TokenInvalid
+from otpcore.policy import Policy
+
+__all__ = [
+    "RESERVED_CLAIMS",
+    "Claims",
+    "KeySet",
+    "SigningKey",
+    "TokenCodec",
+    "TokenKind",
+    "VerificationKey",
+]
+
+TokenKind: TypeAlias = Literal["access", "refresh"]
+
+#: Claims otpcore sets itself; custom claims may never name them.
+RESERVED_CLAIMS: Final[frozenset[str]] = frozenset(
+    {"sub", "iat", "nbf", "exp", "jti", "type", "sid", "iss", "aud", "auth_time"}
+)
+
+#: Key material: a secret (``HS*``), a PEM string/bytes, or a ``cryptography`` key object.
+_KeyMaterial: TypeAlias = "bytes | str | PrivateKeyTypes | PublicKeyTypes"
+
+_HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 §3.2
+_ALGORITHMS: Final = frozenset({*_HMAC_MIN_BYTES, "RS256", "ES256", "EdDSA"})
+_RSA_MIN_BITS: Final = 2048  # NIST SP 800-131A
+_PRIVATE_TYPES: Final = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+)
+# Reference implementations, used only to load keys and to build JWKs.
+_PYJWT_ALGORITHMS: Final = get_default_algorithms()
+
+# JOSE `typ` per kind: RFC 9068 §2.1 for access tokens; "rt+jwt" mirrors it for refresh.
+_TYP: Final[Mapping[str, str]] = MappingProxyType({"access": "at+jwt", "refresh": "rt+jwt"})
+# Longer input is refused before parsing: pyjwt checks base64 character by character, so an
+# unbounded header would be a CPU lever for anyone who can send a request.
+_MAX_TOKEN_CHARS: Final = 16_384
+
+_INVALID: Final = "Invalid token."
+_WRONG_KIND: Final = "Token has the wrong type."
+_IMMATURE: Final = "Token is not yet valid."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claims:
+    """The verified contents of a token.
+
+    Attributes:
+        sub: Subject: the user identifier.
+        jti: Unique token identifier (the revocation key for this token).
+        sid: Session identifier: the refresh-token family this token belongs to.
+        type: ``"access"`` or ``"refresh"``.
+        iat: Issued at, unix seconds.
+        nbf: Not before, unix seconds.
+        exp: Expires at, unix seconds.
+        auth_time: When the session began (the code was verified), unix seconds, ms precision.
+        extra: Custom claims only (nothing in :data:`RESERVED_CLAIMS`).
+    """
+
+    sub: str
+    jti: str
+    sid: str
+    type: TokenKind
+    iat: int
+    nbf: int
+    exp: int
+    auth_time: float
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the full payload (reserved and custom claims, without ``iss``/``aud``)."""
+        return {
+            **self.extra,
+            "sub": self.sub,
+            "jti": self.jti,
+            "sid": self.sid,
+            "type": self.type,
+            "iat": self.iat,
+            "nbf": self.nbf,
+            "exp": self.exp,
+            "auth_time": self.auth_time,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SigningKey:
+    """The key new tokens are signed with.
+
+    Attributes:
+        algorithm: One of HS256, HS384, HS512, RS256, ES256, EdDSA.
+        key: The secret (``HS*``), or a private key as PEM or a ``cryptography`` object.
+        kid: Key identifier written to the token header; required when rotating keys.
+    """
+
+    algorithm: str
+    key: bytes | str | PrivateKeyTypes = field(repr=False)
+    kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerificationKey:
+    """A further key tokens are accepted from (e.g. the previous key during rotation).
+
+    Attributes:
+        algorithm: The only algorithm accepted for tokens naming this key.
+        key: The secret (``HS*``), or a public (or private) key as PEM or a key object.
+        kid: Key identifier tokens carry in their header.
+    """
+
+    algorithm: str
+    key: bytes | str | PublicKeyTypes | PrivateKeyTypes = field(repr=False)
+    kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """A key parsed once: its pinned algorithm and the object pyjwt signs or verifies with."""
+
+    algorithm: str
+    algorithms: tuple[str]
+    key: Any
+    kid: str | None
+
+
+class KeySet:
+    """One signing key plus every key tokens are accepted from, parsed and checked once.
+
+    The signing key always verifies too. With more than one verification key every key needs
+    a distinct ``kid``, and a token is checked only against the key its header names, with
+    that key's algorithm.
+
+    Raises:
+        ValueError: An unsupported algorithm, a key that does not fit its algorithm (wrong
+            type or curve, RSA under 2048 bits, a PEM offered as an HMAC secret, a public key
+            to sign with), or missing/duplicate ``kid``s.
+    """
+
+    __slots__ = ("_by_kid", "_signing", "_verification")
+
+    def __init__(self, signing: SigningKey, verification: Sequence[VerificationKey] = ()) -> None:
+        self._signing = _load(signing.algorithm, signing.key, signing.kid, sign=True)
+        entries = [_verifier_of(self._signing)]
+        entries += [_load(v.algorithm, v.key, v.kid, sign=False) for v in verification]
+        if len(entries) > 1:
+            kids = [entry.kid for entry in entries]
+            if None in kids:
+                raise ValueError("every key needs a kid when there is more than one key")
+            if len(set(kids)) != len(kids):
+                raise ValueError("key ids (kid) must be unique")
+        self._verification: tuple[_Loaded, ...] = tuple(entries)
+        self._by_kid: dict[str | None, _Loaded] = {entry.kid: entry for entry in entries}
+
+    @classmethod
+    def symmetric(cls, secret: bytes | str, algorithm: str = "HS256") -> KeySet:
+        """A key set of one shared secret that both signs and verifies."""
+        if algorithm not in _HMAC_MIN_BYTES:
+            raise ValueError(f"symmetric algorithm must be one of {sorted(_HMAC_MIN_BYTES)}")
+        return cls(SigningKey(algorithm=algorithm, key=secret))
+
+    def jwks(self) -> dict[str, Any]:
+        """The public verification keys as a JWK Set (RFC 7517); never a shared secret."""
+        keys: list[dict[str, Any]] = []
+        for entry in self._verification:
+            if entry.algorithm in _HMAC_MIN_BYTES:
+                continue
+            jwk: dict[str, Any] = dict(
+                _PYJWT_ALGORITHMS[entry.algorithm].to_jwk(entry.key, as_dict=True)
+            )
+            jwk.pop("key_ops", None)  # RFC 7517 §4.3: not alongside "use"
+            jwk.update(alg=entry.algorithm, use="sig")
+            if entry.kid is not None:
+                jwk["kid"] = entry.kid
+            keys.append(jwk)
+        return {"keys": keys}
+
+
+def _load(algorithm: str, key: _KeyMaterial, kid: str | None, *, sign: bool) -> _Loaded:
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {sorted(_ALGORITHMS)}, got {algorithm!r}")
+    if kid is not None and (not isinstance(kid, str) or not kid):
+        raise ValueError("kid must be a non-empty string")
+    reference = _PYJWT_ALGORITHMS[algorithm]
+    if algorithm in _HMAC_MIN_BYTES and not isinstance(key, bytes | str):
+        raise ValueError(f"{algorithm} needs a secret (bytes or str), not a key object")
+    try:
+        # pyjwt's own loader: PEM/SSH parsing, key family and curve checks, and for HMAC the
+        # refusal of PEM/JWK-shaped secrets (the HS/RS confusion defence).
+        loaded = reference.prepare_key(key)
+    except (PyJWTError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"key does not fit {algorithm}: {exc}") from None
+    if algorithm in _HMAC_MIN_BYTES:
+        return _Loaded(algorithm, (algorithm,), loaded, kid)
+    if isinstance(loaded, rsa.RSAPrivateKey | rsa.RSAPublicKey) and (
+        loaded.key_size < _RSA_MIN_BITS
+    ):
+        raise ValueError(f"RSA keys must have at least {_RSA_MIN_BITS} bits")
+    if sign and not isinstance(loaded, _PRIVATE_TYPES):
+        raise ValueError(f"the {algorithm} signing key must be a private key")
+    if not sign and isinstance(loaded, _PRIVATE_TYPES):
+        loaded = loaded.public_key()
+    return _Loaded(algorithm, (algorithm,), loaded, kid)
+
+
+def _verifier_of(signing: _Loaded) -> _Loaded:
+    if isinstance(signing.key, _PRIVATE_TYPES):
+        return _Loaded(signing.algorithm, signing.algorithms, signing.key.public_key(), signing.kid)
+    return signing
+
+
+class _CheckedHMAC(HMACAlgorithm):
+    """HMAC over secrets that were checked once, when the key set and codec were built.
+
+    pyjwt re-checks the secret on every call: its shape (not a PEM/DER/JWK, ~25 µs) and its
+    length, which it reports as an ``InsecureKeyLengthWarning``. Both depend on the key, not
+    the token, so they run once at construction instead, and the length rule is enforced
+    there (a ``ValueError`` outside developer mode). A per-call warning could then only be
+    about a short secret that developer mode accepted on purpose, and would break callers
+    that run with warnings as errors. Overriding the check for our own secrets is narrower
+    than a warnings filter, which is process-global and not thread-safe on Python 3.11.
+    """
+
+    def __init__(self, hash_alg: HashlibHash, secrets: tuple[bytes, ...]) -> None:
+        super().__init__(hash_alg)
+        self._secrets = secrets
+
+    def _is_checked(self, key: object) -> bool:
+        return any(key is secret for secret in self._secrets)
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        if self._is_checked(key):
+            assert isinstance(key, bytes)
+            return key
+        return super().prepare_key(key)
+
+    def check_key_length(self, key: bytes) -> str | None:
+        return None if self._is_checked(key) else super().check_key_length(key)
+
+
+def _signature_engine(keys: Sequence[_Loaded]) -> PyJWS:
+    names = sorted({entry.algorithm for entry in keys})
+    jws = PyJWS(algorithms=names)
+    for name in names:
+        reference = _PYJWT_ALGORITHMS[name]
+        if isinstance(reference, HMACAlgorithm):
+            secrets = tuple(entry.key for entry in keys if entry.algorithm == name)
+            checked: Algorithm = _CheckedHMAC(reference.hash_alg, secrets)
+            jws.unregister_algorithm(name)
+            jws.register_algorithm(name, checked)
+    return jws
+
+
+def _timestamp(now: datetime) -> float:
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    return now.timestamp()
+
+
+def _unverified_kid(token: str) -> str:
+    """The ``kid`` of a token's header, parsed only to choose a key; never trusted further."""
+    head, dot, _ = token.partition(".")
+    if not dot:
+        raise TokenInvalid(_INVALID)
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, RecursionError):
+        raise TokenInvalid(_INVALID) from None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(kid, str):
+        raise TokenInvalid(_INVALID)
+    return kid
+
+
+class TokenCodec:
+    """Issues and verifies access and refresh tokens for one key set and policy.
+
+    Args:
+        keys: The signing key and the keys tokens are accepted from.
+        policy: Lifetimes, ``iss``/``aud``, leeway and developer mode.
+
+    Raises:
+        ValueError: An HMAC secret shorter than its hash (RFC 7518 §3.2: 32/48/64 bytes for
+            HS256/384/512) outside developer mode.
+    """
+
+    __slots__ = (
+        "_audience",
+        "_by_kid",
+        "_fixed_claims",
+        "_headers",
+        "_issuer",
+        "_jwt",
+        "_leeway",
+        "_lifetimes",
+        "_signing",
+        "_single",
+    )
+
+    def __init__(self, keys: KeySet, policy: Policy) -> None:
+        loaded = keys._verification
+        if not policy.developer_mode:
+            for entry in (keys._signing, *loaded):
+                minimum = _HMAC_MIN_BYTES.get(entry.algorithm)
+                if minimum is not None and len(entry.key) < minimum:
+                    raise ValueError(
+                        f"{entry.algorithm} secrets must be at least {minimum} bytes outside "
+                        "developer mode (RFC 7518 §3.2); generate one with: openssl rand -hex "
+                        f"{minimum}"
+                    )
+        self._jwt = PyJWT(
+            options={
+                # pyjwt would compare exp/nbf/iat with its own clock; the core takes `now`.
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_iss": True,
+                "verify_aud": True,
+                "strict_aud": True,
+                "verify_sub": True,
+                "verify_jti": True,
+                "require": sorted(
+                    RESERVED_CLAIMS - {"iss", "aud"}
+                    | ({"iss"} if policy.issuer is not None else set())
+                    | ({"aud"} if policy.audience is not None else set())
+                ),
+            }
+        )
+        # pyjwt offers no public way to give PyJWT its signature engine; this one knows our
+        # already-checked HMAC secrets (see _CheckedHMAC) and offers only our algorithms.
+        self._jwt._jws = _signature_engine((keys._signing, *loaded))
+        self._signing = keys._signing
+        self._single = loaded[0] if len(loaded) == 1 else None
+        self._by_kid = keys._by_kid
+        self._issuer = policy.issuer
+        self._audience = policy.audience
+        self._leeway = policy.leeway.total_seconds()
+        self._lifetimes = {
+            "access": policy.access_lifetime.total_seconds(),
+            "refresh": policy.refresh_lifetime.total_seconds(),
+        }
+        kid = {"kid": self._signing.kid} if self._signing.kid is not None else {}
+        self._headers = {kind: {"typ": typ, **kid} for kind, typ in _TYP.items()}
+        fixed: dict[str, str] = {}
+        if policy.issuer is not None:
+            fixed["iss"] = policy.issuer
+        if policy.audience is not None:
+            fixed["aud"] = policy.audience
+        self._fixed_claims = fixed
+
+    def issue(
+        self,
+        *,
+        kind: TokenKind,
+        subject: str,
+        sid: str,
+        jti: str,
+        auth_time: float,
+        now: datetime,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Sign a token of ``kind`` valid from ``now`` for the policy's lifetime.
+
+        Args:
+            kind: ``"access"`` or ``"refresh"``.
+            subject: The user identifier (``sub``).
+            sid: The session (refresh-token family) identifier.
+            jti: A fresh unique identifier for this token.
+            auth_time: When the session began, unix seconds (kept to the millisecond).
+            now: The current instant (timezone-aware).
+            extra: Custom claims; JSON-serializable, none of :data:`RESERVED_CLAIMS`.
+
+        Returns:
+            The compact JWS.
+
+        Raises:
+            ReservedClaimError: ``extra`` names a reserved claim.
+        """
+        try:
+            headers = self._headers[kind]
+            lifetime = self._lifetimes[kind]
+        except KeyError:
+            raise ValueError(f"kind must be 'access' or 'refresh', got {kind!r}") from None
+        if extra:
+            clash = RESERVED_CLAIMS.intersection(extra)
+            if clash:
+                raise ReservedClaimError(frozenset(clash))
+        timestamp = _timestamp(now)
+        issued = int(timestamp)
+        payload: dict[str, Any] = {
+            "sub": subject,
+            "iat": issued,
+            "nbf": issued,
+            "exp": int(timestamp + lifetime),
+            "jti": jti,
+            "type": kind,
+            "sid": sid,
+            "auth_time": round(auth_time, 3),
+            **self._fixed_claims,
+        }
+        if extra:
+            payload.update(extra)
+        signing = self._signing
+        return self._jwt.encode(
+            payload, signing.key, algorithm=signing.algorithm, headers=headers, sort_headers=False
+        )
+
+    def verify(self, token: str, *, kind: TokenKind, now: datetime) -> Claims:
+        """Check a token's signature, kind, issuer, audience and times at ``now``.
+
+        The algorithm is the one pinned to the key the token names, never the header's.
+
+        Args:
+            token: The compact JWS as presented.
+            kind: The kind the caller expects; the other kind is refused.
+            now: The current instant (timezone-aware).
+
+        Returns:
+            The verified claims.
+
+        Raises:
+            TokenExpired: ``exp`` is at or before ``now`` minus the leeway.
+            TokenInvalid: Anything else wrong: malformed, bad signature, unknown ``kid``,
+                wrong kind, wrong ``iss``/``aud``, a missing claim, or ``nbf``/``iat``
+                after ``now`` plus the leeway.
+        """
+        typ = _TYP.get(kind)
+        if typ is None:
+            raise ValueError(f"kind must be 'access' or 'refresh', got {kind!r}")
+        timestamp = _timestamp(now)
+        if not isinstance(token, str) or len(token) > _MAX_TOKEN_CHARS:
+            raise TokenInvalid(_INVALID)
+        entry = self._single
+        if entry is None:
+            entry = self._by_kid.get(_unverified_kid(token))
+            if entry is None:
+                raise TokenInvalid(_INVALID)
+        try:
+            decoded = self._jwt.decode_complete(
+                token,
+                entry.key,
+                algorithms=entry.algorithms,
+                issuer=self._issuer,
+                audience=self._audience,
+            )
+        except Exception:
+            # Fail closed: whatever pyjwt or the decoders raise on hostile input (including
+            # UnicodeError on lone surrogates) is a refusal, and none of its text escapes.
+            raise TokenInvalid(_INVALID) from None
+        header: dict[str, Any] = decoded["header"]
+        payload: dict[str, Any] = decoded["payload"]
+        if header.get("kid", entry.kid) != entry.kid:
+            raise TokenInvalid(_INVALID)
+        if header.get("typ") != typ or payload["type"] != kind:
+            raise TokenInvalid(_WRONG_KIND)
+        iat, nbf, exp = payload["iat"], payload["nbf"], payload["exp"]
+        sid, auth_time = payload["sid"], payload["auth_time"]
+        if (
+            type(iat) is not int
+            or type(nbf) is not int
+            or type(exp) is not int
+            or not isinstance(sid, str)
+            or type(auth_time) not in (int, float)
+        ):
+            raise TokenInvalid(_INVALID)
+        leeway = self._leeway
+        if exp <= timestamp - leeway:
+            raise TokenExpired()
+        if nbf > timestamp + leeway or iat > timestamp + leeway:
+            raise TokenInvalid(_IMMATURE)
+        return Claims(
+            sub=payload["sub"],
+            jti=payload["jti"],
+            sid=sid,
+            type=kind,
+            iat=iat,
+            nbf=nbf,
+            exp=exp,
+            auth_time=float(auth_time),
+            extra=MappingProxyType(
+                {name: value for name, value in payload.items() if name not in RESERVED_CLAIMS}
+            ),
+        )
