@@ -8,6 +8,7 @@ the result; refusals are answered from the one error table by :class:`OTPAuthRou
 # runtime, and they name closure variables (the application's get_otp_db) that a string
 # annotation could not be resolved against.
 
+import inspect
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Final
@@ -37,6 +38,12 @@ _LOGGED_OUT: Final = "Successfully logged out"
 _LOGGED_OUT_ALL: Final = "Successfully logged out of all sessions"
 # Bodies are a few hundred bytes; anything far larger is refused before it is parsed.
 _MAX_BODY_BYTES: Final = 64 * 1024
+# Recent FastAPI releases take a per-router body limit; older ones (still allowed) do not.
+_BODY_LIMIT: Final[dict[str, Any]] = (
+    {"max_body_size": _MAX_BODY_BYTES}
+    if "max_body_size" in inspect.signature(APIRouter).parameters
+    else {}
+)
 _CSRF_NOTE: Final = (
     " A token from the cookie is honoured only for same-site requests "
     "(`Sec-Fetch-Site`, else `Origin`); a cross-site one gets 403 `csrf_refused`."
@@ -60,7 +67,7 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
     config.record_store_dependency(get_otp_db)
     auth = config.auth
     transport = RefreshTransport(config)
-    router = APIRouter(route_class=OTPAuthRoute, max_body_size=_MAX_BODY_BYTES)
+    router = APIRouter(route_class=OTPAuthRoute, **_BODY_LIMIT)
     sent = MessageResponse(
         message=f"Developer mode: OTP code is {'0' * config.otp_length}"
         if config.developer_mode

@@ -141,9 +141,13 @@ async def make_harness() -> AsyncIterator[HarnessFactory]:
     clients: list[httpx.AsyncClient] = []
 
     async def make(
-        *, prefix: str = "/auth", store: Store[Any] | None = None, **settings: Any
+        *,
+        prefix: str = "/auth",
+        store: Store[Any] | None = None,
+        config_class: type[RecordingConfig] = RecordingConfig,
+        **settings: Any,
     ) -> Harness:
-        config = RecordingConfig(**settings)
+        config = config_class(**settings)
         memory = store if store is not None else MemoryStore()
         app, get_otp_db = build_app(config, memory, prefix)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
