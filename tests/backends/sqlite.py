@@ -21,7 +21,7 @@ from otpcore.testing.contract import Backend
 from tests.backends import BackendSpec
 from tests.backends.sql_models import Base, Blacklist, User, UuidBase, UuidBlacklist, UuidUser
 
-__all__ = ["BACKENDS", "SQLBackend", "SQLModels", "sqlite_engine"]
+__all__ = ["BACKENDS", "SQLBackend", "SQLModels", "sqlite_database", "sqlite_engine"]
 
 SQLModels = tuple[type[DeclarativeBase], type[BaseOTPUserTable[Any]], type[TokenBlacklist]]
 
@@ -53,19 +53,26 @@ def sqlite_engine(path: Path) -> AsyncEngine:
     return create_async_engine(f"sqlite+aiosqlite:///{path}")
 
 
+@asynccontextmanager
+async def sqlite_database(models: SQLModels) -> AsyncIterator[AsyncEngine]:
+    """An engine on a new SQLite file holding the models' tables, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="otpcore-sqlite-") as directory:
+        engine = sqlite_engine(Path(directory) / "otp.db")
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(models[0].metadata.create_all)
+            yield engine
+        finally:
+            await engine.dispose()
+
+
 def _opener(
     name: str, models: SQLModels, *, expire_on_commit: bool
 ) -> Callable[[], AbstractAsyncContextManager[Backend]]:
     @asynccontextmanager
     async def open_backend() -> AsyncIterator[Backend]:
-        with tempfile.TemporaryDirectory(prefix="otpcore-sqlite-") as directory:
-            engine = sqlite_engine(Path(directory) / "otp.db")
-            try:
-                async with engine.begin() as connection:
-                    await connection.run_sync(models[0].metadata.create_all)
-                yield SQLBackend(name, engine, models, expire_on_commit=expire_on_commit)
-            finally:
-                await engine.dispose()
+        async with sqlite_database(models) as engine:
+            yield SQLBackend(name, engine, models, expire_on_commit=expire_on_commit)
 
     return open_backend
 

@@ -1,0 +1,507 @@
+"""What only the SQLAlchemy store promises, on SQLite and (when available) PostgreSQL.
+
+Model configuration errors, the reference's adapter methods, statement counts on the hot
+paths (observed with ``before_cursor_execute``), rollback on failure and the wrapping of
+storage failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String, event, func, insert, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as create_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from otpcore.challenge import ChallengeState
+from otpcore.codes import hash_code
+from otpcore.errors import ConfigurationError, StorageError
+from otpcore.policy import Policy
+from otpcore.ports import Revocation, session_key, user_key
+from otpcore.service import OTPAuth
+from otpcore.stores.sqlalchemy import SQLAlchemyAdapter, UTCDateTime
+from otpcore.testing.clock import FakeClock
+from tests.backends.postgres import postgres_schema
+from tests.backends.sql_models import (
+    Base,
+    Blacklist,
+    StrictBase,
+    StrictBlacklist,
+    StrictUser,
+    User,
+    UuidBase,
+    UuidBlacklist,
+    UuidUser,
+)
+from tests.backends.sqlite import SQLModels, sqlite_database
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+HASH = hash_code(b"k" * 32, "a@example.com", "123456")
+DIALECTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+class _OtherBase(DeclarativeBase):
+    pass
+
+
+class _Plain(_OtherBase):
+    """A user model that forgot the mixin."""
+
+    __tablename__ = "plain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(255))
+
+
+@dataclass(slots=True)
+class Database:
+    """An engine over fresh tables, and sessions on it."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    @asynccontextmanager
+    async def adapter(self, **options: Any) -> AsyncIterator[SQLAlchemyAdapter[User]]:
+        async with self.sessions() as session:
+            yield SQLAlchemyAdapter(session, User, Blacklist, **options)
+
+    @asynccontextmanager
+    async def adapter_for(self, models: SQLModels) -> AsyncIterator[SQLAlchemyAdapter[Any]]:
+        async with self.sessions() as session:
+            yield SQLAlchemyAdapter(session, models[1], models[2])
+
+    async def scalar(self, statement: Any) -> Any:
+        async with self.sessions() as session:
+            return (await session.execute(statement)).scalar()
+
+
+@asynccontextmanager
+async def _database(dialect: str, models: SQLModels) -> AsyncIterator[Database]:
+    if dialect == "sqlite":
+        async with sqlite_database(models) as engine:
+            yield Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+    else:
+        async with postgres_schema(models) as (engine, _):
+            yield Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+
+@pytest.fixture(params=DIALECTS)
+async def db(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    """Integer-key tables (``User``, ``Blacklist``)."""
+    async with _database(request.param, (Base, User, Blacklist)) as database:
+        yield database
+
+
+@pytest.fixture(params=DIALECTS)
+async def strict_db(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    """The reference README's tables, whose ``username`` is required."""
+    async with _database(request.param, (StrictBase, StrictUser, StrictBlacklist)) as database:
+        yield database
+
+
+@pytest.fixture(params=DIALECTS)
+async def uuid_db(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    """UUID-key tables."""
+    async with _database(request.param, (UuidBase, UuidUser, UuidBlacklist)) as database:
+        yield database
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every SQL statement sent to the database while the block runs."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def _revocation(key: str, *, at: float = 0, ttl: float = 3600, kind: str = "access") -> Revocation:
+    return Revocation(
+        key=key,
+        kind=kind,
+        revoked_at=T0 + timedelta(seconds=at),
+        expires_at=T0 + timedelta(seconds=at + ttl),
+    )
+
+
+async def _no_send(email: str, code: str) -> None:
+    return None
+
+
+# -- creating users --------------------------------------------------------------------------
+
+
+async def test_required_column_without_hook_is_a_configuration_error(strict_db: Database) -> None:
+    async with strict_db.adapter_for((StrictBase, StrictUser, StrictBlacklist)) as store:
+        with pytest.raises(ConfigurationError, match="username") as raised:
+            await store.create("a@example.com", {})
+        assert "new_user_fields" in str(raised.value)
+        auth = OTPAuth(
+            policy=Policy(secret=b"dev", developer_mode=True), store=store, sender=_no_send
+        )
+        with pytest.raises(ConfigurationError, match="new_user_fields"):
+            await auth.request_code("b@example.com")
+    assert await strict_db.scalar(select(func.count()).select_from(StrictUser)) == 0
+
+
+async def test_new_user_fields_hook_fills_required_columns(strict_db: Database) -> None:
+    sent: list[str] = []
+
+    async def send(email: str, code: str) -> None:
+        sent.append(email)
+
+    async with strict_db.adapter_for((StrictBase, StrictUser, StrictBlacklist)) as store:
+        auth = OTPAuth(
+            policy=Policy(secret=b"dev", developer_mode=True, resend_cooldown=timedelta(0)),
+            store=store,
+            sender=send,
+            new_user_fields=lambda email: {"username": email.partition("@")[0]},
+        )
+        await auth.request_code("Carol@Example.com")
+        login = await auth.verify_code("carol@example.com", "000000")
+        created = await store.create("dave@example.com", {"username": "dave"})
+    assert sent == ["carol@example.com"]
+    assert isinstance(login.user, StrictUser)
+    assert login.user.username == "carol"
+    assert login.user.is_verified is True
+    assert created.user.username == "dave"
+
+
+async def test_fields_naming_no_attribute_are_a_configuration_error(db: Database) -> None:
+    async with db.adapter() as store:
+        with pytest.raises(ConfigurationError, match="nickname"):
+            await store.create("a@example.com", {"nickname": "x"})
+
+
+async def test_create_returns_the_application_model(uuid_db: Database) -> None:
+    async with uuid_db.adapter_for((UuidBase, UuidUser, UuidBlacklist)) as store:
+        account = await store.create("u@example.com", {})
+        assert isinstance(account.user, UuidUser)
+        assert account.user_id == str(account.user.id)
+        assert (await store.find_by_id(account.user_id)) is not None
+        assert await store.find_by_id(account.user_id.upper()) is None
+        assert await store.find_by_id(account.user_id.replace("-", "")) is None
+
+
+async def test_only_canonical_integer_ids_are_found(db: Database) -> None:
+    async with db.adapter() as store:
+        account = await store.create("a@example.com", {})
+        assert account.user_id == "1"
+        assert await store.find_by_id("1") is not None
+        for alias in ("01", " 1", "1 ", "+1", "1_0", "\u0661", "1.0", "9" * 30, "-" * 3):
+            assert await store.find_by_id(alias) is None, alias
+        # Beyond 32 bits is the wrong shape for an INTEGER key on PostgreSQL, not an error.
+        assert await store.find_by_id(str(2**40)) is None
+        assert await store.get_by_id("01") is None
+
+
+# -- the reference's adapter methods ---------------------------------------------------------
+
+
+async def test_update_otp_refuses_anything_but_a_code_hash(db: Database) -> None:
+    async with db.adapter() as store:
+        user = await store.create_user("a@example.com")
+        for plaintext in ("123456", HASH.upper(), HASH[:-1], HASH + "0", "g" * 64, ""):
+            with pytest.raises(ValueError, match="hash"):
+                await store.update_otp(user, plaintext)
+    assert await db.scalar(select(User.otp_code)) is None
+
+
+async def test_reference_methods_write_atomically_and_bump_the_version(db: Database) -> None:
+    clock = FakeClock()
+    async with db.adapter(clock=clock) as store:
+        user = await store.create_user("a@example.com", username="alice")
+        assert user.username == "alice"
+        assert await store.get_by_email("a@example.com") is user
+        assert await store.get_by_email("nobody@example.com") is None
+        assert await store.get_by_id(user.id) is user
+        assert await store.get_by_id(str(user.id)) is user
+        assert await store.get_by_id(999) is None
+
+        await store.update_otp(user, HASH)
+        assert (user.otp_code, user.otp_created_at, user.last_otp_request_at) == (HASH, T0, T0)
+        assert (user.otp_attempts, user.otp_version) == (0, 1)
+        await store.increment_otp_attempts(user)
+        await store.increment_otp_attempts(user)
+        assert (user.otp_attempts, user.otp_version) == (2, 3)
+        await store.clear_otp(user)
+        assert (user.otp_code, user.otp_created_at, user.otp_attempts) == (None, None, 0)
+        assert (user.is_verified, user.otp_version) == (False, 4)
+        await store.update_otp(user, HASH)
+        await store.verify_user(user)
+        assert (user.is_verified, user.otp_code, user.otp_version) == (True, None, 6)
+
+    async with db.adapter() as fresh:
+        account = await fresh.find_by_email("a@example.com")
+    assert account is not None
+    assert account.is_verified is True
+    assert account.challenge == ChallengeState(
+        attempts=0, last_request_at=T0, version=6, failures=0
+    )
+
+
+async def test_increments_from_many_sessions_are_never_lost(db: Database) -> None:
+    async with db.adapter() as store:
+        await store.create_user("a@example.com")
+
+    async def increment() -> None:
+        async with db.adapter() as store:
+            user = await store.get_by_email("a@example.com")
+            assert user is not None
+            await store.increment_otp_attempts(user)
+
+    await asyncio.gather(*(increment() for _ in range(20)))
+    assert await db.scalar(select(User.otp_attempts)) == 20
+    assert await db.scalar(select(User.otp_version)) == 20
+
+
+async def test_blacklist_methods(db: Database) -> None:
+    clock = FakeClock()
+    async with db.adapter(clock=clock) as store:
+        await store.add_to_blacklist("jti-1", "access", T0 + timedelta(seconds=10))
+        await store.add_to_blacklist("jti-1", "access", T0 + timedelta(seconds=10))
+        await store.add_to_blacklist("jti-2", "refresh", T0 + timedelta(seconds=100))
+        assert await store.is_blacklisted("jti-1") is True
+        assert await store.is_blacklisted("jti-3") is False
+        [entry] = await store.find_revocations(["jti-1"])
+        assert entry == Revocation(
+            key="jti-1", kind="access", revoked_at=T0, expires_at=T0 + timedelta(seconds=10)
+        )
+        assert await store.cleanup_blacklist() == 0
+        clock.advance(10)
+        assert await store.cleanup_blacklist() == 1
+        clock.advance(1000)
+        assert await store.cleanup_blacklist() == 1
+        assert await store.is_blacklisted("jti-2") is False
+
+
+# -- statement counts -------------------------------------------------------------------------
+
+
+async def test_cleanup_is_one_delete_statement(db: Database) -> None:
+    async with db.sessions() as session:
+        await session.execute(
+            insert(Blacklist),
+            [
+                {
+                    "jti": f"j{index}",
+                    "token_type": "access",
+                    "blacklisted_at": T0,
+                    "expires_at": T0 + timedelta(seconds=index % 2),
+                }
+                for index in range(500)
+            ],
+        )
+        await session.commit()
+    async with db.adapter(clock=lambda: T0) as store:
+        with statements(db.engine) as seen:
+            removed = await store.cleanup_blacklist()
+    assert removed == 250
+    assert len(seen) == 1
+    assert seen[0].lstrip().upper().startswith("DELETE")
+
+
+async def test_load_principal_is_one_statement(db: Database) -> None:
+    async with db.adapter() as store:
+        account = await store.create("a@example.com", {})
+        await store.revoke(_revocation(session_key("s1")))
+        await store.revoke(_revocation(user_key(account.user_id), kind="user"))
+        keys = ["j1", session_key("s1"), user_key(account.user_id)]
+        with statements(db.engine) as seen:
+            found, revoked = await store.load_principal(account.user_id, keys)
+            missing, still_revoked = await store.load_principal("424242", keys)
+            clean, nothing = await store.load_principal(account.user_id, ["j2"])
+    assert len(seen) == 3
+    assert all(statement.lstrip().upper().startswith("SELECT") for statement in seen)
+    assert found is not None
+    assert found.user is account.user
+    assert [entry.key for entry in revoked] == keys[1:]
+    # Like the memory store, revocations are reported even when the user is gone.
+    assert missing is None
+    assert [entry.key for entry in still_revoked] == keys[1:]
+    assert clean is not None
+    assert nothing == []
+
+
+async def test_revocation_check_is_one_in_query(db: Database) -> None:
+    async with db.adapter() as store:
+        for key in ("a", "b", "c"):
+            await store.revoke(_revocation(key))
+        with statements(db.engine) as seen:
+            found = await store.find_revocations(["c", "x", "a"])
+            assert await store.find_revocations([]) == []
+    assert [entry.key for entry in found] == ["c", "a"]
+    assert len(seen) == 1
+    assert " IN " in seen[0].upper()
+
+
+async def test_save_challenge_is_one_conditional_update(db: Database) -> None:
+    async with db.adapter() as store:
+        account = await store.create("a@example.com", {})
+        state = ChallengeState(code_hash=HASH, issued_at=T0, version=1)
+        with statements(db.engine) as seen:
+            assert await store.save_challenge(account.user_id, expected_version=0, state=state)
+    assert len(seen) == 1
+    assert "otp_version" in seen[0].partition("WHERE")[2]
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+async def test_loaded_objects_stay_usable_under_expire_on_commit(db: Database) -> None:
+    sessions = async_sessionmaker(db.engine, expire_on_commit=True)
+    async with sessions() as session:
+        store = SQLAlchemyAdapter(session, User, Blacklist)
+        account = await store.create("a@example.com", {"username": "alice"})
+        state = ChallengeState(code_hash=HASH, issued_at=T0, attempts=1, version=1)
+        assert await store.save_challenge(
+            account.user_id, expected_version=0, state=state, mark_verified=True
+        )
+        assert not session.in_transaction()
+        user = account.user
+        # Attribute access would raise MissingGreenlet if any of these had been expired.
+        assert (user.username, user.is_verified, user.otp_code, user.otp_version) == (
+            "alice",
+            True,
+            HASH,
+            1,
+        )
+        assert user not in session.dirty
+        reloaded = await store.find_by_email("a@example.com")
+        assert reloaded is not None
+        assert reloaded.challenge == state
+
+
+async def test_reads_see_writes_from_other_sessions(db: Database) -> None:
+    async with db.adapter() as mine, db.adapter() as theirs:
+        account = await mine.create("a@example.com", {})
+        assert account.challenge.version == 0
+        state = ChallengeState(code_hash=HASH, issued_at=T0, version=1)
+        assert await theirs.save_challenge(account.user_id, expected_version=0, state=state)
+        again = await mine.find_by_id(account.user_id)
+        assert again is not None
+        assert again.challenge.version == 1
+        assert again.user is account.user
+        principal, _ = await mine.load_principal(account.user_id, [])
+        assert principal is not None
+        assert principal.challenge == state
+
+
+async def test_a_failed_write_rolls_back_and_leaves_the_session_usable(db: Database) -> None:
+    async with db.adapter() as store:
+        await store.create("a@example.com", {"username": "taken"})
+        with pytest.raises(StorageError) as raised:
+            await store.create("b@example.com", {"username": "taken"})
+        assert raised.value.__cause__ is not None
+        assert not store.session.in_transaction()
+        # The application's own pending change fails at flush inside a call: same outcome.
+        store.session.add(User(email="a@example.com"))
+        with pytest.raises(StorageError):
+            await store.find_by_email("a@example.com")
+        assert not store.session.in_transaction()
+        created = await store.create("c@example.com", {"username": "free"})
+        assert created.user_id
+    async with db.sessions() as session:
+        emails = (await session.scalars(select(User.email).order_by(User.email))).all()
+    assert emails == ["a@example.com", "c@example.com"]
+
+
+async def test_concurrent_logout_all_keeps_the_latest_cutoff(db: Database) -> None:
+    async def revoke_all(index: int) -> None:
+        async with db.adapter() as store:
+            await store.revoke_user(
+                "7",
+                at=T0 + timedelta(seconds=index),
+                expires_at=T0 + timedelta(seconds=1000 - index),
+            )
+
+    order = [5, 19, 0, 11, 3, 17, 8, 14, 1, 12, 6, 18, 2, 9, 16, 4, 13, 10, 15, 7]
+    await asyncio.gather(*(revoke_all(index) for index in order))
+    async with db.adapter() as store:
+        [entry] = await store.find_revocations([user_key("7")])
+    assert (entry.kind, entry.revoked_at, entry.expires_at) == (
+        "user",
+        T0 + timedelta(seconds=19),
+        T0 + timedelta(seconds=1000),
+    )
+
+
+async def test_datetimes_are_stored_as_utc_whatever_the_offset(db: Database) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    local = T0.astimezone(plus_two)
+    naive = T0.replace(tzinfo=None)
+    async with db.adapter() as store:
+        await store.revoke(Revocation(key="tz", kind="access", revoked_at=local, expires_at=naive))
+        [entry] = await store.find_revocations(["tz"])
+    assert entry.revoked_at == T0
+    assert entry.expires_at == T0
+    assert entry.revoked_at.tzinfo is UTC
+    assert entry.expires_at.tzinfo is UTC
+    assert UTCDateTime().process_result_value(local, db.engine.dialect) == T0
+
+
+# -- storage failures -------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("target", ["postgres-unreachable", "sqlite-missing-directory"])
+async def test_storage_failure_is_a_storage_error_with_its_cause(target: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        if target == "postgres-unreachable":
+            url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/postgres"
+        else:
+            url = f"sqlite+aiosqlite:///{Path(directory) / 'gone' / 'otp.db'}"
+        engine = create_engine(url)
+        try:
+            async with async_sessionmaker(engine)() as session:
+                store = SQLAlchemyAdapter(session, User, Blacklist)
+                with pytest.raises(StorageError) as raised:
+                    await store.find_by_email("a@example.com")
+                assert raised.value.__cause__ is not None
+                assert raised.value.code == "storage_unavailable"
+                with pytest.raises(StorageError):
+                    await store.revoke(_revocation("x"))
+        finally:
+            await engine.dispose()
+
+
+async def test_sqlite_error_cause_is_the_driver_error() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        engine = create_engine(f"sqlite+aiosqlite:///{Path(directory) / 'otp.db'}")
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text("CREATE TABLE users (id INTEGER PRIMARY KEY)"))
+            async with async_sessionmaker(engine)() as session:
+                store = SQLAlchemyAdapter(session, User, Blacklist)
+                with pytest.raises(StorageError) as raised:
+                    await store.find_by_email("a@example.com")
+            assert isinstance(raised.value.__cause__, OperationalError)
+        finally:
+            await engine.dispose()
+
+
+def test_models_without_the_mixins_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="BaseOTPUserTable"):
+        SQLAlchemyAdapter(AsyncSession(), _Plain, Blacklist)  # type: ignore[type-var]
