@@ -8,8 +8,6 @@ messages never leave this module.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
-from jwt.api_jws import PyJWS
+from jwt.api_jws import PyJWS, get_unverified_header
 from jwt.api_jwt import PyJWT
 from jwt.exceptions import PyJWTError
 from jwt.types import HashlibHash
@@ -287,14 +285,11 @@ def _timestamp(now: datetime) -> float:
 
 def _unverified_kid(token: str) -> str:
     """The ``kid`` of a token's header, parsed only to choose a key; never trusted further."""
-    head, dot, _ = token.partition(".")
-    if not dot:
-        raise TokenInvalid(_INVALID)
     try:
-        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, RecursionError):
+        header = get_unverified_header(token)
+    except (PyJWTError, ValueError, RecursionError):
         raise TokenInvalid(_INVALID) from None
-    kid = header.get("kid") if isinstance(header, dict) else None
+    kid = header.get("kid")
     if not isinstance(kid, str):
         raise TokenInvalid(_INVALID)
     return kid
