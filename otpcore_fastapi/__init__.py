@@ -9,7 +9,7 @@ you use needs to be installed: ``SQLAlchemyAdapter``, ``BaseOTPUserTable``,
 from __future__ import annotations
 
 import importlib
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.dependencies import (
@@ -58,6 +58,15 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Not in __all__: a star import would load every store and fail without its extra.
+if TYPE_CHECKING:  # the lazily loaded names, for type checkers
+    from otpcore.stores.mongodb import BaseOTPUserDocument as BaseOTPUserDocument
+    from otpcore.stores.mongodb import MongoDBAdapter as MongoDBAdapter
+    from otpcore.stores.mongodb import TokenBlacklistDocument as TokenBlacklistDocument
+    from otpcore.stores.sqlalchemy import BaseOTPUserTable as BaseOTPUserTable
+    from otpcore.stores.sqlalchemy import SQLAlchemyAdapter as SQLAlchemyAdapter
+    from otpcore.stores.sqlalchemy import TokenBlacklist as TokenBlacklist
 
 # name -> (module, extra that installs its driver)
 _LAZY: Final = {

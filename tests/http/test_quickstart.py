@@ -1,0 +1,151 @@
+"""The reference README's SQLAlchemy Quick Start (``quickstart_app.py``) runs unchanged.
+
+Each test imports the Quick Start afresh inside a temporary directory: its module-level
+engine on ``./app.db`` then points there, as it would for a user running it in their project.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+
+from otpcore.errors import ConfigurationError
+from otpcore_fastapi import get_auth_router, get_current_user_dependency
+
+EMAIL = "alice@example.com"
+# The Quick Start sets cookie_secure = True, so its client speaks https, as in production.
+BASE_URL = "https://testserver"
+MODULE = "tests.http.quickstart_app"
+
+
+@pytest.fixture
+async def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModuleType]:
+    """The Quick Start module, imported in a temporary directory, with its tables created."""
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop(MODULE, None)
+    module = importlib.import_module(MODULE)
+    async with module.engine.begin() as connection:
+        await connection.run_sync(module.Base.metadata.create_all)
+    yield module
+    await module.engine.dispose()
+    sys.modules.pop(MODULE, None)
+    assert (tmp_path / "app.db").exists()
+
+
+@pytest.fixture
+async def client(quickstart: ModuleType) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for the Quick Start's app."""
+    transport = httpx.ASGITransport(app=quickstart.app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+        yield http
+
+
+def printed_code(capsys: pytest.CaptureFixture[str], email: str) -> str:
+    """The code the Quick Start's ``send_otp`` printed for ``email``."""
+    found = re.findall(rf"OTP for {re.escape(email)}: (\d+)", capsys.readouterr().out)
+    assert found, "send_otp printed no code"
+    code: str = found[-1]
+    return code
+
+
+async def sign_up(quickstart: ModuleType, email: str, username: str) -> int:
+    """Insert a user as the application's own sign-up would (``username`` is required)."""
+    async with quickstart.async_session_maker() as session:
+        user = quickstart.User(email=email, username=username)
+        session.add(user)
+        await session.commit()
+        user_id: int = user.id
+        return user_id
+
+
+async def test_the_quick_start_runs_the_whole_flow(
+    quickstart: ModuleType, client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user_id = await sign_up(quickstart, EMAIL, "alice")
+
+    requested = await client.post("/auth/request-otp", json={"email": EMAIL})
+    assert requested.status_code == 200
+    assert requested.json() == {"message": "OTP code has been sent to your email"}
+    code = printed_code(capsys, EMAIL)
+    assert len(code) == 6
+
+    verified = await client.post("/auth/verify-otp", json={"email": EMAIL, "code": code})
+    assert verified.status_code == 200
+    body = verified.json()
+    assert set(body) == {"access_token", "token_type"}
+    assert body["token_type"] == "bearer"
+    set_cookie = verified.headers["set-cookie"]
+    assert set_cookie.startswith("refresh_token=")
+    for attribute in ("HttpOnly", "Secure", "SameSite=lax", "Path=/auth"):
+        assert attribute in set_cookie
+    headers = {"Authorization": f"Bearer {body['access_token']}"}
+
+    protected = await client.get("/protected", headers=headers)
+    assert protected.status_code == 200
+    assert protected.json() == {"user_id": user_id, "email": EMAIL}
+    verified_only = await client.get("/verified-only", headers=headers)
+    assert verified_only.json() == {"message": "Access granted to verified user"}
+    claims = await client.get("/check-claims", headers=headers)
+    assert claims.json() == {"custom_claims": {"username": "alice"}}
+
+    refreshed = await client.post("/auth/refresh")
+    assert refreshed.status_code == 200
+    assert set(refreshed.json()) == {"access_token", "token_type"}
+    new_headers = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    assert (await client.get("/protected", headers=new_headers)).status_code == 200
+
+    logged_out = await client.post("/auth/logout")
+    assert logged_out.status_code == 200
+    assert logged_out.json() == {"message": "Successfully logged out"}
+    assert "refresh_token" not in client.cookies
+    assert (await client.get("/protected", headers=new_headers)).status_code == 401
+    assert (await client.post("/auth/refresh")).status_code == 401
+
+    assert (await client.get("/protected")).status_code == 401
+    wrong = await client.post("/auth/verify-otp", json={"email": EMAIL, "code": "000000"})
+    assert wrong.status_code == 401
+
+
+async def test_auto_creating_the_quick_start_user_names_the_hook_it_needs(
+    client: httpx.AsyncClient,
+) -> None:
+    # The README's User has a required username no library can invent (the reference fails
+    # with an IntegrityError here); otpcore says which hook provides it.
+    with pytest.raises(ConfigurationError, match="new_user_fields"):
+        await client.post("/auth/request-otp", json={"email": "new@example.com"})
+
+
+async def test_the_new_user_fields_hook_lets_it_auto_create(
+    quickstart: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class AutoCreatingConfig(quickstart.MyOTPConfig):  # type: ignore[misc, name-defined]
+        def new_user_fields(self, email: str) -> dict[str, Any]:
+            return {"username": email.split("@")[0]}
+
+    config = AutoCreatingConfig()
+    app = FastAPI()
+    app.include_router(get_auth_router(quickstart.get_otp_db, config), prefix="/auth")
+    me = Depends(get_current_user_dependency(quickstart.get_otp_db, config))
+
+    @app.get("/me")
+    async def whoami(user: Any = me) -> dict[str, Any]:
+        return {"username": user.username}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+        email = "carol@example.com"
+        assert (await http.post("/auth/request-otp", json={"email": email})).status_code == 200
+        code = printed_code(capsys, email)
+        verified = await http.post("/auth/verify-otp", json={"email": email, "code": code})
+        token = verified.json()["access_token"]
+        response = await http.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.json() == {"username": "carol"}
