@@ -208,6 +208,8 @@ class _Plan:
     pk_type: types.TypeEngine[Any]
     attributes: frozenset[str]
     required: tuple[str, ...]
+    null_by_default: frozenset[str]
+    server_filled: frozenset[str]
     by_email: Select[Any]
     by_id: Select[Any]
     principal: Select[Any]
@@ -266,6 +268,23 @@ def _required_attributes(mapper: Mapper[Any], table: Table) -> tuple[str, ...]:
     return tuple(sorted(set(required) - {"email"}))
 
 
+def _insert_outcome(mapper: Mapper[Any], table: Table) -> tuple[frozenset[str], frozenset[str]]:
+    """Column attributes that an INSERT leaving them out sets to NULL, and that the server
+    fills (and so only a reload can tell)."""
+    null, server = set(), set()
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        if not isinstance(column, Column) or column.table is not table:
+            continue
+        if column.server_default is not None or column.computed is not None:
+            server.add(prop.key)
+        elif (
+            column.default is None and column.nullable and column is not table.autoincrement_column
+        ):
+            null.add(prop.key)
+    return frozenset(null), frozenset(server)
+
+
 def _build_plan(user_model: type, blacklist_model: type) -> _Plan:
     mapper: Mapper[Any] = inspect(user_model)
     users = _table(mapper, "User")
@@ -306,8 +325,11 @@ def _build_plan(user_model: type, blacklist_model: type) -> _Plan:
     now = bindparam("p_now", type_=UTCDateTime())
     reset = {"otp_code": None, "otp_created_at": None, "otp_attempts": 0}
     bump = {"otp_version": u.otp_version + 1}
+    null_by_default, server_filled = _insert_outcome(mapper, users)
     return _Plan(
         mapper=mapper,
+        null_by_default=null_by_default,
+        server_filled=server_filled,
         pk_key=mapper.get_property_by_column(pk).key,
         pk_python_type=pk_python_type,
         pk_type=pk.type,
@@ -550,8 +572,11 @@ class SQLAlchemyAdapter(Generic[UserT]):
                 raise StorageError("The new user violates a database constraint.") from error
             await self._commit()
             return existing
-        if inspect(user).unloaded:
-            # Server-side defaults of the application's own columns.
+        # Columns left out of the INSERT are not loaded after a flush, and an async session
+        # cannot load them on access: NULL ones are known, server-filled ones need a reload.
+        unloaded = inspect(user).unloaded
+        self._sync(user, dict.fromkeys(unloaded & plan.null_by_default))
+        if unloaded & plan.server_filled:
             await self.session.refresh(user)
         await self._commit()
         return user

@@ -1,9 +1,10 @@
 """Declarative models the SQL suites run on, one registry (and so one schema) per variant.
 
 ``User``/``Blacklist`` have an integer key and a nullable extra column, so a user can be
-created from an e-mail alone. ``UuidUser``/``UuidBlacklist`` have a UUID key.
-``StrictUser``/``StrictBlacklist`` are the reference's README model verbatim: ``username`` is
-NOT NULL without a default, so creating a user needs the ``new_user_fields`` hook.
+created from an e-mail alone. ``UuidUser``/``UuidBlacklist`` have a UUID key and a column
+only the server fills. ``StrictUser``/``StrictBlacklist`` are the reference's README model
+verbatim: ``username`` is NOT NULL without a default, so creating a user needs the
+``new_user_fields`` hook.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ class UuidBase(DeclarativeBase):
 
 
 class UuidUser(BaseOTPUserTable[uuid.UUID], UuidBase):
-    """UUID primary key generated in Python."""
+    """UUID primary key generated in Python; ``role`` filled by the server."""
 
     __tablename__ = "users"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    role: Mapped[str] = mapped_column(String(20), server_default="member")
 
 
 class UuidBlacklist(TokenBlacklist, UuidBase):

@@ -194,6 +194,8 @@ async def test_create_returns_the_application_model(uuid_db: Database) -> None:
     async with uuid_db.adapter_for((UuidBase, UuidUser, UuidBlacklist)) as store:
         account = await store.create("u@example.com", {})
         assert isinstance(account.user, UuidUser)
+        # Filled by the server: reloaded after the INSERT, not lazily (impossible in async).
+        assert account.user.role == "member"
         assert account.user_id == str(account.user.id)
         assert (await store.find_by_id(account.user_id)) is not None
         assert await store.find_by_id(account.user_id.upper()) is None
