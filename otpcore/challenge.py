@@ -172,7 +172,9 @@ def request_code(
     lock_until = _account_lock_until(state, policy)
     if lock_until is not None and now < lock_until:
         return Cooldown(retry_after=_ceil_seconds(lock_until - now), locked=True)
-    if state.last_request_at is not None and state.failures < policy.max_failures:
+    # At the failure cap this gap is ``lockout_duration`` (see ``Policy.resend_wait``): once
+    # the lock lapses, one code per lockout period, never an unthrottled burst.
+    if state.last_request_at is not None:
         ready_at = state.last_request_at + policy.resend_wait(state.failures)
         if now < ready_at:
             return Cooldown(retry_after=_ceil_seconds(ready_at - now))

@@ -1,0 +1,410 @@
+"""The challenge transition table is total and matches the one documented in challenge.py.
+
+In the style of h2's ``tests/test_state_machines.py``: for every :class:`Phase` and every
+input, representative states in that phase are driven through the pure functions and the
+outcome type must be one the module docstring's table allows. The table itself is parsed
+from the docstring, so the documentation and the code cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import otpcore.challenge as challenge
+from otpcore.challenge import (
+    Accepted,
+    ChallengeState,
+    Cooldown,
+    Expired,
+    Issued,
+    Locked,
+    NoChallenge,
+    Phase,
+    Rejected,
+    phase,
+    request_code,
+    submit_guess,
+)
+from otpcore.codes import hash_code
+from otpcore.policy import Policy
+
+SECRET = b"transition-table-secret-0123456789ab"
+EMAIL = "alice@example.com"
+NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+POLICY = Policy(
+    secret=SECRET,
+    code_length=6,
+    code_lifetime=timedelta(minutes=5),
+    max_attempts=3,
+    resend_cooldown=timedelta(seconds=30),
+    backoff=((0, timedelta(0)), (3, timedelta(minutes=10))),
+    max_failures=7,
+    lockout_duration=timedelta(hours=1),
+)
+CODE_HASH = hash_code(SECRET, EMAIL, "123456")
+WRONG_HASH = hash_code(SECRET, EMAIL, "654321")
+NEW_HASH = hash_code(SECRET, EMAIL, "111111")
+
+
+class Input(enum.Enum):
+    REQUEST_CODE = "request_code"
+    RIGHT_GUESS = "right guess"
+    WRONG_GUESS = "wrong guess"
+
+
+Outcome = Issued | Cooldown | Accepted | Rejected | Locked | Expired | NoChallenge
+OUTCOME_TYPES: dict[str, type[Outcome]] = {
+    t.__name__: t for t in (Issued, Cooldown, Accepted, Rejected, Locked, Expired, NoChallenge)
+}
+
+
+def parse_documented_table() -> dict[tuple[Phase, Input], frozenset[type[Outcome]]]:
+    """Read the reStructuredText table in ``otpcore.challenge.__doc__``."""
+    doc = challenge.__doc__
+    assert doc is not None
+    lines = doc.splitlines()
+    rules = [i for i, line in enumerate(lines) if re.fullmatch(r"=+( +=+)+", line)]
+    assert len(rules) == 3, "expected a simple rST table: top rule, header rule, bottom rule"
+    spans = [m.span() for m in re.finditer(r"=+", lines[rules[0]])]
+    header = [lines[rules[0] + 1][a:b].strip() for a, b in spans]
+    assert header == ["phase", "request_code", "submit_guess"]
+
+    table: dict[tuple[Phase, Input], frozenset[type[Outcome]]] = {}
+    for line in lines[rules[1] + 1 : rules[2]]:
+        cells = [line[a:b].strip() if i < 2 else line[a:].strip() for i, (a, b) in enumerate(spans)]
+        row_phase = Phase[cells[0]]
+
+        def outcomes(cell: str) -> frozenset[type[Outcome]]:
+            named = {w for w in re.findall(r"[A-Z][A-Za-z]+", cell) if w in OUTCOME_TYPES}
+            assert named, f"no outcome named in {cell!r}"
+            return frozenset(OUTCOME_TYPES[w] for w in named)
+
+        table[(row_phase, Input.REQUEST_CODE)] = outcomes(cells[1])
+        table[(row_phase, Input.RIGHT_GUESS)] = outcomes(cells[2])
+        table[(row_phase, Input.WRONG_GUESS)] = outcomes(cells[2])
+    return table
+
+
+DOCUMENTED = parse_documented_table()
+
+#: The same table written out by hand: what the docstring must keep saying. A guess that is
+#: evaluated is Accepted when right and Rejected when wrong, so the hand table splits them.
+EXPECTED: dict[tuple[Phase, Input], frozenset[type[Outcome]]] = {
+    (Phase.IDLE, Input.REQUEST_CODE): frozenset({Issued, Cooldown}),
+    (Phase.IDLE, Input.RIGHT_GUESS): frozenset({NoChallenge}),
+    (Phase.IDLE, Input.WRONG_GUESS): frozenset({NoChallenge}),
+    (Phase.PENDING, Input.REQUEST_CODE): frozenset({Issued, Cooldown}),
+    (Phase.PENDING, Input.RIGHT_GUESS): frozenset({Accepted}),
+    (Phase.PENDING, Input.WRONG_GUESS): frozenset({Rejected}),
+    (Phase.EXHAUSTED, Input.REQUEST_CODE): frozenset({Issued, Cooldown}),
+    (Phase.EXHAUSTED, Input.RIGHT_GUESS): frozenset({Locked}),
+    (Phase.EXHAUSTED, Input.WRONG_GUESS): frozenset({Locked}),
+    (Phase.EXPIRED, Input.REQUEST_CODE): frozenset({Issued, Cooldown}),
+    (Phase.EXPIRED, Input.RIGHT_GUESS): frozenset({Expired}),
+    (Phase.EXPIRED, Input.WRONG_GUESS): frozenset({Expired}),
+    (Phase.ACCOUNT_LOCKED, Input.REQUEST_CODE): frozenset({Cooldown}),
+    (Phase.ACCOUNT_LOCKED, Input.RIGHT_GUESS): frozenset({Locked}),
+    (Phase.ACCOUNT_LOCKED, Input.WRONG_GUESS): frozenset({Locked}),
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """A representative state in one phase, and the exact outcome of each input on it."""
+
+    name: str
+    state: ChallengeState
+    request: Outcome | type[Outcome]
+    right: Outcome | type[Outcome]
+    wrong: Outcome | type[Outcome]
+
+
+def ago(**kwargs: float) -> datetime:
+    return NOW - timedelta(**kwargs)
+
+
+PENDING_BASE = ChallengeState(
+    code_hash=CODE_HASH, issued_at=ago(seconds=10), last_request_at=ago(seconds=10), version=4
+)
+
+
+def pending(**overrides: Any) -> ChallengeState:
+    """A state with ``CODE_HASH`` issued ten seconds ago, adjusted by ``overrides``."""
+    return replace(PENDING_BASE, **overrides)
+
+
+# Cooldown retry_after values below are computed by hand from POLICY.
+EXAMPLES: dict[Phase, list[Example]] = {
+    Phase.IDLE: [
+        Example("never requested", ChallengeState(), Issued, NoChallenge(), NoChallenge()),
+        Example(
+            "just consumed, inside the resend cooldown",
+            ChallengeState(attempts=1, last_request_at=ago(seconds=20), version=2),
+            Cooldown(retry_after=10),
+            NoChallenge(),
+            NoChallenge(),
+        ),
+        Example(
+            "consumed long ago",
+            ChallengeState(attempts=1, last_request_at=ago(hours=2), version=2),
+            Issued,
+            NoChallenge(),
+            NoChallenge(),
+        ),
+        Example(
+            "lock lapsed at the cap, one code per lockout period",
+            ChallengeState(
+                failures=7,
+                last_failure_at=ago(hours=1),
+                last_request_at=ago(minutes=61),
+                version=9,
+            ),
+            Issued,
+            NoChallenge(),
+            NoChallenge(),
+        ),
+    ],
+    Phase.PENDING: [
+        Example(
+            "fresh code, inside the resend cooldown",
+            pending(),
+            Cooldown(retry_after=20),
+            Accepted,
+            Rejected,
+        ),
+        Example(
+            "older code, resend allowed",
+            pending(issued_at=ago(minutes=2), last_request_at=ago(minutes=2), attempts=2),
+            Issued,
+            Accepted,
+            Rejected,
+        ),
+        Example(
+            "one failure short of the cap",
+            pending(failures=6, last_failure_at=ago(seconds=5)),
+            Cooldown(retry_after=620),
+            Accepted,
+            Rejected,
+        ),
+        Example(
+            "expires in a microsecond",
+            pending(
+                issued_at=NOW - POLICY.code_lifetime + timedelta(microseconds=1),
+                last_request_at=NOW - POLICY.code_lifetime + timedelta(microseconds=1),
+            ),
+            Issued,
+            Accepted,
+            Rejected,
+        ),
+    ],
+    Phase.EXHAUSTED: [
+        Example(
+            "attempts spent, inside the backoff",
+            pending(attempts=3, failures=3, last_failure_at=ago(seconds=1)),
+            Cooldown(retry_after=620),
+            Locked(),
+            Locked(),
+        ),
+        Example(
+            "attempts spent, backoff over",
+            pending(
+                attempts=3,
+                failures=3,
+                issued_at=ago(minutes=11),
+                last_request_at=ago(minutes=11),
+                last_failure_at=ago(minutes=10),
+            ),
+            Issued,
+            Locked(),
+            Locked(),
+        ),
+    ],
+    Phase.EXPIRED: [
+        Example(
+            "expired this instant",
+            pending(issued_at=NOW - POLICY.code_lifetime, last_request_at=ago(minutes=5)),
+            Issued,
+            Expired(),
+            Expired(),
+        ),
+        Example(
+            "expired but the backoff is longer than the lifetime",
+            pending(
+                failures=4,
+                issued_at=ago(minutes=6),
+                last_request_at=ago(minutes=6),
+                last_failure_at=ago(minutes=7),
+            ),
+            Cooldown(retry_after=270),
+            Expired(),
+            Expired(),
+        ),
+    ],
+    Phase.ACCOUNT_LOCKED: [
+        Example(
+            "locked with a code pending",
+            pending(failures=7, attempts=1, last_failure_at=ago(seconds=1)),
+            Cooldown(retry_after=3599, locked=True),
+            Locked(retry_after=3599),
+            Locked(retry_after=3599),
+        ),
+        Example(
+            "locked, no code, a microsecond before the lock lapses",
+            ChallengeState(
+                failures=9,
+                last_failure_at=NOW - POLICY.lockout_duration + timedelta(microseconds=1),
+                last_request_at=ago(hours=2),
+                version=30,
+            ),
+            Cooldown(retry_after=1, locked=True),
+            Locked(retry_after=1),
+            Locked(retry_after=1),
+        ),
+    ],
+}
+
+CASES = [
+    pytest.param(p, example, inp, id=f"{p.name}-{example.name}-{inp.name}")
+    for p in Phase
+    for example in EXAMPLES[p]
+    for inp in Input
+]
+
+
+def run(state: ChallengeState, inp: Input) -> Outcome:
+    if inp is Input.REQUEST_CODE:
+        return request_code(state, code_hash=NEW_HASH, now=NOW, policy=POLICY)
+    presented = CODE_HASH if inp is Input.RIGHT_GUESS else WRONG_HASH
+    return submit_guess(state, presented_hash=presented, now=NOW, policy=POLICY)
+
+
+def test_documented_table_is_total() -> None:
+    assert set(DOCUMENTED) == set(itertools.product(Phase, Input))
+
+
+def test_documented_table_says_what_we_expect() -> None:
+    for key, allowed in EXPECTED.items():
+        assert allowed <= DOCUMENTED[key], key
+    # Only the evaluated-guess cell names two outcomes, one per input.
+    assert DOCUMENTED[(Phase.PENDING, Input.RIGHT_GUESS)] == frozenset({Accepted, Rejected})
+    for key, allowed in DOCUMENTED.items():
+        if key[0] is not Phase.PENDING or key[1] is Input.REQUEST_CODE:
+            assert allowed == EXPECTED[key], key
+
+
+def test_every_phase_and_input_is_exercised() -> None:
+    covered = {(p, inp) for p in Phase for _ in EXAMPLES[p] for inp in Input}
+    assert covered == set(itertools.product(Phase, Input))
+
+
+def test_every_allowed_outcome_is_witnessed() -> None:
+    """Each "X, or Y" cell has a representative state that produces X and one for Y."""
+    for (p, inp), allowed in EXPECTED.items():
+        seen = {type(run(example.state, inp)) for example in EXAMPLES[p]}
+        assert seen == allowed, (p, inp, seen)
+
+
+@pytest.mark.parametrize(("expected_phase", "example", "inp"), CASES)
+def test_transition(expected_phase: Phase, example: Example, inp: Input) -> None:
+    state = example.state
+    assert phase(state, now=NOW, policy=POLICY) is expected_phase
+
+    outcome = run(state, inp)
+
+    assert type(outcome) in DOCUMENTED[(expected_phase, inp)]
+    assert type(outcome) in EXPECTED[(expected_phase, inp)]
+    want = {Input.REQUEST_CODE: example.request, Input.RIGHT_GUESS: example.right}.get(
+        inp, example.wrong
+    )
+    if isinstance(want, type):
+        assert isinstance(outcome, want)
+    else:
+        assert outcome == want
+
+    match outcome:
+        case Issued(state=new) | Accepted(state=new) | Rejected(state=new):
+            assert new.version == state.version + 1
+            assert new.failures <= state.failures + 1
+        case Cooldown(retry_after=retry) | Locked(retry_after=int(retry)):
+            assert retry > 0
+            assert not hasattr(outcome, "state")
+        case Locked() | Expired() | NoChallenge():
+            assert not hasattr(outcome, "state")
+
+
+@pytest.mark.parametrize("p", list(Phase))
+def test_issue_from_any_phase_keeps_failures(p: Phase) -> None:
+    for example in EXAMPLES[p]:
+        outcome = run(example.state, Input.REQUEST_CODE)
+        if isinstance(outcome, Issued):
+            assert outcome.state.failures == example.state.failures
+            assert outcome.state.last_failure_at == example.state.last_failure_at
+            assert outcome.state.code_hash == NEW_HASH
+            assert outcome.state.attempts == 0
+            assert phase(outcome.state, now=NOW, policy=POLICY) is Phase.PENDING
+
+
+def test_expired_guess_is_expired() -> None:
+    state = pending(issued_at=ago(minutes=5))
+    assert submit_guess(state, presented_hash=CODE_HASH, now=NOW, policy=POLICY) == Expired()
+
+
+def test_exhausted_guess_is_locked_even_when_right() -> None:
+    state = pending(attempts=3, failures=3, last_failure_at=ago(seconds=1))
+    assert submit_guess(state, presented_hash=CODE_HASH, now=NOW, policy=POLICY) == Locked()
+
+
+def test_account_locked_request_is_locked_cooldown() -> None:
+    state = pending(failures=7, last_failure_at=ago(minutes=30))
+    outcome = request_code(state, code_hash=NEW_HASH, now=NOW, policy=POLICY)
+    assert outcome == Cooldown(retry_after=1800, locked=True)
+
+
+def test_pending_right_guess_consumes_and_resets() -> None:
+    state = pending(attempts=1, failures=5, last_failure_at=ago(seconds=3))
+    outcome = submit_guess(state, presented_hash=CODE_HASH, now=NOW, policy=POLICY)
+    assert isinstance(outcome, Accepted)
+    assert outcome.state.code_hash is None
+    assert outcome.state.attempts == 2
+    assert outcome.state.failures == 0
+    assert outcome.state.last_failure_at is None
+    assert phase(outcome.state, now=NOW, policy=POLICY) is Phase.IDLE
+
+
+def test_pending_wrong_guess_is_counted() -> None:
+    state = pending(attempts=1, failures=5, last_failure_at=ago(seconds=3))
+    outcome = submit_guess(state, presented_hash=WRONG_HASH, now=NOW, policy=POLICY)
+    assert isinstance(outcome, Rejected)
+    assert outcome.remaining_attempts == 1
+    assert outcome.state.attempts == 2
+    assert outcome.state.failures == 6
+    assert outcome.state.last_failure_at == NOW
+    assert outcome.state.code_hash == CODE_HASH
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ChallengeState(),
+        lambda: pending(issued_at=ago(minutes=5)),
+        lambda: pending(attempts=3),
+        lambda: pending(failures=7, last_failure_at=ago(seconds=1)),
+    ],
+    ids=["idle", "expired", "exhausted", "account-locked"],
+)
+def test_refusals_are_repeatable_and_change_nothing(make: Callable[[], ChallengeState]) -> None:
+    state = make()
+    snapshot = make()
+    first = run(state, Input.RIGHT_GUESS)
+    assert not isinstance(first, Accepted | Rejected)
+    assert run(state, Input.RIGHT_GUESS) == first
+    assert run(state, Input.WRONG_GUESS) == first
+    assert state == snapshot

@@ -1,0 +1,229 @@
+"""Policy validation at construction and the stepped resend backoff (otpcore.policy)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from otpcore.policy import MIN_SECRET_BYTES, Policy
+
+SECRET = b"s" * MIN_SECRET_BYTES
+
+
+def make(**overrides: Any) -> Policy:
+    kwargs: dict[str, Any] = {"secret": SECRET}
+    kwargs.update(overrides)
+    return Policy(**kwargs)
+
+
+def test_defaults_are_valid_and_documented_values() -> None:
+    policy = make()
+    assert policy.code_length == 6
+    assert policy.code_lifetime == timedelta(minutes=10)
+    assert policy.max_attempts == 5
+    assert policy.resend_cooldown == timedelta(seconds=60)
+    assert policy.max_failures == 100
+    assert policy.lockout_duration == timedelta(hours=24)
+    assert policy.leeway == timedelta(0)
+    assert policy.developer_mode is False
+
+
+def test_secret_never_appears_in_repr() -> None:
+    assert "sss" not in repr(make())
+
+
+# --- secret -------------------------------------------------------------------------------
+
+
+def test_min_secret_bytes_is_256_bits() -> None:
+    assert MIN_SECRET_BYTES == 32
+
+
+@pytest.mark.parametrize("size", [1, 16, MIN_SECRET_BYTES - 1])
+def test_short_secret_refused_outside_developer_mode(size: int) -> None:
+    with pytest.raises(ValueError, match=r"secret must be at least 32 bytes outside developer"):
+        make(secret=b"x" * size)
+
+
+def test_secret_of_exactly_min_length_accepted() -> None:
+    assert make(secret=b"x" * MIN_SECRET_BYTES).secret == b"x" * MIN_SECRET_BYTES
+
+
+@pytest.mark.parametrize("size", [1, 16, MIN_SECRET_BYTES - 1])
+def test_short_secret_accepted_in_developer_mode(size: int) -> None:
+    policy = make(secret=b"x" * size, developer_mode=True)
+    assert policy.secret == b"x" * size
+    assert policy.developer_mode is True
+
+
+@pytest.mark.parametrize("developer_mode", [False, True])
+def test_empty_secret_always_refused(developer_mode: bool) -> None:
+    with pytest.raises(ValueError, match="secret must be set"):
+        make(secret=b"", developer_mode=developer_mode)
+
+
+def test_refusal_message_says_how_to_generate_a_secret() -> None:
+    with pytest.raises(ValueError, match="openssl rand -hex 32"):
+        make(secret=b"short")
+
+
+# --- code ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [-1, 0, 3, 11, 20])
+def test_code_length_out_of_range_refused(length: int) -> None:
+    with pytest.raises(ValueError, match=rf"code_length must be between 4 and 10, got {length}"):
+        make(code_length=length)
+
+
+@pytest.mark.parametrize("length", range(4, 11))
+def test_code_length_in_range_accepted(length: int) -> None:
+    assert make(code_length=length).code_length == length
+
+
+@pytest.mark.parametrize("attempts", [0, -1])
+def test_max_attempts_below_one_refused(attempts: int) -> None:
+    with pytest.raises(ValueError, match=rf"max_attempts must be at least 1, got {attempts}"):
+        make(max_attempts=attempts)
+
+
+def test_max_attempts_of_one_accepted() -> None:
+    assert make(max_attempts=1).max_attempts == 1
+
+
+# --- failure cap (NIST SP 800-63B: at most 100 consecutive failures) ------------------------
+
+
+@pytest.mark.parametrize("failures", [0, -1, 101, 1000])
+def test_max_failures_out_of_range_refused(failures: int) -> None:
+    with pytest.raises(
+        ValueError, match=rf"max_failures must be between 1 and 100, got {failures}"
+    ):
+        make(max_failures=failures)
+
+
+@pytest.mark.parametrize("failures", [1, 7, 100])
+def test_max_failures_in_range_accepted(failures: int) -> None:
+    assert make(max_failures=failures).max_failures == failures
+
+
+# --- durations ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["code_lifetime", "access_lifetime", "refresh_lifetime", "lockout_duration"]
+)
+@pytest.mark.parametrize("value", [timedelta(0), timedelta(seconds=-1)])
+def test_lifetimes_must_be_positive(name: str, value: timedelta) -> None:
+    with pytest.raises(ValueError, match=rf"^{name} must be positive$"):
+        make(**{name: value})
+
+
+def test_negative_resend_cooldown_refused() -> None:
+    with pytest.raises(ValueError, match="resend_cooldown must not be negative"):
+        make(resend_cooldown=timedelta(seconds=-1))
+
+
+def test_zero_resend_cooldown_accepted() -> None:
+    assert make(resend_cooldown=timedelta(0)).resend_cooldown == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "leeway", [timedelta(seconds=31), timedelta(seconds=30, microseconds=1), timedelta(-1)]
+)
+def test_leeway_out_of_range_refused(leeway: timedelta) -> None:
+    with pytest.raises(ValueError, match="leeway must be between 0 and 30 seconds"):
+        make(leeway=leeway)
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 30])
+def test_leeway_in_range_accepted(seconds: int) -> None:
+    assert make(leeway=timedelta(seconds=seconds)).leeway == timedelta(seconds=seconds)
+
+
+def test_refresh_shorter_than_access_refused() -> None:
+    with pytest.raises(
+        ValueError, match="refresh_lifetime must not be shorter than access_lifetime"
+    ):
+        make(access_lifetime=timedelta(hours=2), refresh_lifetime=timedelta(hours=1))
+
+
+def test_refresh_equal_to_access_accepted() -> None:
+    policy = make(access_lifetime=timedelta(hours=1), refresh_lifetime=timedelta(hours=1))
+    assert policy.refresh_lifetime == policy.access_lifetime
+
+
+# --- backoff ------------------------------------------------------------------------------
+
+
+def test_unsorted_backoff_refused() -> None:
+    with pytest.raises(ValueError, match="backoff must be sorted by failures"):
+        make(backoff=((5, timedelta(minutes=1)), (0, timedelta(0))))
+
+
+def test_negative_backoff_wait_refused() -> None:
+    with pytest.raises(ValueError, match="non-negative waits"):
+        make(backoff=((0, timedelta(0)), (5, timedelta(seconds=-1))))
+
+
+def test_empty_backoff_accepted() -> None:
+    policy = make(backoff=())
+    assert policy.resend_wait(0) == policy.resend_cooldown
+    assert policy.resend_wait(99) == policy.resend_cooldown
+
+
+# --- resend_wait --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [
+        (0, timedelta(seconds=60)),
+        (4, timedelta(seconds=60)),
+        (5, timedelta(seconds=60) + timedelta(minutes=1)),
+        (9, timedelta(seconds=60) + timedelta(minutes=1)),
+        (10, timedelta(seconds=60) + timedelta(minutes=5)),
+        (19, timedelta(seconds=60) + timedelta(minutes=5)),
+        (20, timedelta(seconds=60) + timedelta(minutes=15)),
+        (49, timedelta(seconds=60) + timedelta(minutes=15)),
+        (50, timedelta(seconds=60) + timedelta(hours=1)),
+        (99, timedelta(seconds=60) + timedelta(hours=1)),
+        (100, timedelta(hours=24)),
+        (150, timedelta(hours=24)),
+    ],
+)
+def test_default_resend_wait_steps(failures: int, expected: timedelta) -> None:
+    assert make().resend_wait(failures) == expected
+
+
+def test_resend_wait_never_decreases_with_failures() -> None:
+    policy = make()
+    waits = [policy.resend_wait(n) for n in range(0, 120)]
+    assert waits == sorted(waits)
+
+
+def test_custom_resend_wait_steps_and_cap() -> None:
+    policy = make(
+        resend_cooldown=timedelta(seconds=10),
+        backoff=((0, timedelta(0)), (2, timedelta(seconds=5)), (4, timedelta(seconds=20))),
+        max_failures=6,
+        lockout_duration=timedelta(minutes=3),
+    )
+    assert [policy.resend_wait(n).total_seconds() for n in range(8)] == [
+        10.0,
+        10.0,
+        15.0,
+        15.0,
+        30.0,
+        30.0,
+        180.0,
+        180.0,
+    ]
+
+
+def test_policy_is_frozen() -> None:
+    policy = make()
+    with pytest.raises(AttributeError):
+        policy.max_attempts = 99  # type: ignore[misc]
