@@ -18,12 +18,13 @@ class InvalidEmail(ValueError):
 def normalize_email(raw: str) -> str:
     """Return the canonical form of ``raw`` or raise :class:`InvalidEmail`.
 
-    Policy: surrounding whitespace is trimmed; the domain is lowercased and IDNA-encoded
-    forms are turned into Unicode by ``email-validator``; the local part is NFC-normalized
+    Policy: surrounding whitespace (a pasted trailing newline included) is trimmed; the
+    domain is lowercased and IDNA-encoded forms are turned into Unicode by
+    ``email-validator``; the local part is NFC-normalized
     and lowercased, because users expect ``Alice@x`` and ``alice@x`` to be the same account
     (almost every provider treats local parts case-insensitively). CR, LF and every other
-    control character are refused rather than stripped, so no header injection can ride on
-    an address.
+    control character left inside the address are refused rather than stripped, so no header
+    injection can ride on an address.
     """
     candidate = raw.strip()
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in candidate):
