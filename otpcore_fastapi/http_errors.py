@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 
 from otpcore.emails import InvalidEmail
 from otpcore.errors import OTPAuthError
-from otpcore_fastapi.schemas import ErrorResponse
+from otpcore_fastapi.schemas import ErrorResponse, UnprocessableResponse
 
 __all__ = [
     "ERROR_TABLE",
@@ -231,7 +231,11 @@ def openapi_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for status, members in sorted(grouped.items()):
         lines = [f"`{code.value}`: {ERROR_TABLE[code].description}" for code in members]
-        entry: dict[str, Any] = {"model": ErrorResponse, "description": " ".join(lines)}
+        if status == 422:
+            lines.append("Or a validation error: malformed JSON, missing or oversized fields.")
+        # FastAPI documents its own 422 only when the route does not; ours covers both.
+        model = UnprocessableResponse if status == 422 else ErrorResponse
+        entry: dict[str, Any] = {"model": model, "description": " ".join(lines)}
         headers: dict[str, Any] = {}
         if status == 401:
             headers["WWW-Authenticate"] = {

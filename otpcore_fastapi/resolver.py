@@ -59,6 +59,27 @@ def _is_connection(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, HTTPConnection)
 
 
+def _globals_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    target: Any = fn
+    if inspect.isclass(fn):
+        target = fn.__init__
+    elif not inspect.isroutine(fn):
+        target = type(fn).__call__
+    namespace: dict[str, Any] = getattr(inspect.unwrap(target), "__globals__", {})
+    return namespace
+
+
+def _evaluated(annotation: Any, namespace: dict[str, Any]) -> Any:
+    # String annotations (``from __future__ import annotations``) are evaluated one by one,
+    # as FastAPI does, so one unresolvable name does not hide the others' Depends.
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, namespace)  # noqa: S307 - the application's own annotation
+    except Exception:
+        return annotation
+
+
 def _label(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
@@ -66,12 +87,11 @@ def _label(fn: Callable[..., Any]) -> str:
 def _plan(fn: Callable[..., Any]) -> tuple[_Param, ...]:
     if not callable(fn):
         raise ConfigurationError(f"get_otp_db must be callable, got {fn!r}")
-    try:
-        signature = inspect.signature(fn, eval_str=True)
-    except (NameError, TypeError):
-        signature = inspect.signature(fn)
+    signature = inspect.signature(fn)
+    namespace = _globals_of(fn)
     plan: list[_Param] = []
-    for name, param in signature.parameters.items():
+    for name, raw in signature.parameters.items():
+        param = raw.replace(annotation=_evaluated(raw.annotation, namespace))
         marker = param.default if isinstance(param.default, params.Depends) else None
         marker = marker or _depends_in(param.annotation)
         if marker is not None:

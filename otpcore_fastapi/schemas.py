@@ -20,6 +20,7 @@ __all__ = [
     "OTPVerify",
     "RefreshRequest",
     "TokenResponse",
+    "UnprocessableResponse",
 ]
 
 #: RFC 5321 §4.5.3.1.3 path limit minus the angle brackets; the core applies the same bound.
@@ -100,6 +101,17 @@ class ErrorResponse(BaseModel):
 
     detail: str = Field(..., description="Human-readable message, safe to show.")
     code: str = Field(..., description="Stable error code, e.g. `otp_invalid`.")
+
+
+class UnprocessableResponse(BaseModel):
+    """A 422: an e-mail the core refuses (with ``code``), or FastAPI's validation errors."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        ...,
+        description="`Invalid e-mail address.` with code `invalid_email`, or FastAPI's list "
+        "of validation errors (malformed JSON, missing or oversized fields).",
+    )
+    code: str | None = Field(None, description="`invalid_email` when present.")
 
 
 class JWKSet(BaseModel):
