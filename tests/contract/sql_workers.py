@@ -1,0 +1,107 @@
+"""Worker processes for ``test_sql_multiprocess``: each has its own engine on one schema.
+
+Every worker warms its connection pool, waits at a barrier shared with the other workers,
+then runs its tasks concurrently (one ``AsyncSession`` each) and reports one outcome per task:
+``"ok"`` / ``"ok:<refresh token>"`` or the name of the exception raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from otpcore.policy import Policy
+from otpcore.ports import Store
+from otpcore.service import OTPAuth
+from otpcore.stores.sqlalchemy import SQLAlchemyAdapter
+from tests.backends.sql_models import Blacklist, User
+
+__all__ = ["Job", "make_auth", "run"]
+
+CORRECT_CODE = "000000"
+WRONG_CODE = "111111"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What one worker process does.
+
+    Attributes:
+        url: PostgreSQL URL.
+        schema: Schema holding the tables (the ``search_path`` of every connection).
+        action: ``"verify"`` (``verify_code(email, value)``) or ``"refresh"``
+            (``refresh(value)``).
+        email: The account's e-mail.
+        value: The code or the refresh token.
+        tasks: How many concurrent calls this process makes.
+    """
+
+    url: str
+    schema: str
+    action: str
+    email: str
+    value: str
+    tasks: int
+
+
+def make_auth(store: Store[Any] | None) -> OTPAuth[Any]:
+    """The service every process runs: developer mode, so the right code is all zeros."""
+
+    async def send(email: str, code: str) -> None:
+        return None
+
+    policy = Policy(secret=b"multiprocess", developer_mode=True, resend_cooldown=timedelta(0))
+    return OTPAuth(policy=policy, store=store, sender=send)
+
+
+async def _work(job: Job, wait: Callable[[], Awaitable[object]]) -> list[str]:
+    engine = create_async_engine(
+        job.url,
+        pool_size=job.tasks,
+        max_overflow=0,
+        connect_args={"server_settings": {"search_path": job.schema}},
+    )
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    auth = make_auth(None)
+
+    async def warm() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def one() -> str:
+        async with sessions() as session:
+            view = auth.with_store(SQLAlchemyAdapter(session, User, Blacklist))
+            try:
+                if job.action == "verify":
+                    login = await view.verify_code(job.email, job.value)
+                else:
+                    login = await view.refresh(job.value)
+            except Exception as error:
+                return type(error).__name__
+            return f"ok:{login.refresh_token}"
+
+    try:
+        await asyncio.gather(*(warm() for _ in range(job.tasks)))
+        await wait()
+        return list(await asyncio.gather(*(one() for _ in range(job.tasks))))
+    finally:
+        await engine.dispose()
+
+
+def run(job: Job, barrier: Any) -> list[str]:
+    """Process entry point: the outcomes of ``job``, started together with the other workers.
+
+    A crash is reported as a ``"crash: <traceback>"`` outcome rather than raised, so the test
+    shows where it happened.
+    """
+    try:
+        return asyncio.run(_work(job, lambda: asyncio.to_thread(barrier.wait, 60)))
+    except BaseException:
+        return ["crash: " + traceback.format_exc()]
