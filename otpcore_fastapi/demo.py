@@ -91,12 +91,23 @@ def _index_html() -> str:
     return (resources.files("otpcore_fastapi") / "static" / "index.html").read_text("utf-8")
 
 
-def create_app(database: str | Path | None = None, *, sender: Sender = print_code) -> FastAPI:
-    """The demo app over the SQLite file ``database`` (default: ``$OTPCORE_DEMO_DB`` or
-    ``./otpcore-demo.db``); its tables are created at startup.
+def create_app(
+    database: str | Path | None = None,
+    *,
+    database_url: str | None = None,
+    sender: Sender = print_code,
+) -> FastAPI:
+    """The demo app; its tables are created at startup.
+
+    Args:
+        database: The SQLite file (default: ``$OTPCORE_DEMO_DB`` or ``./otpcore-demo.db``).
+        database_url: Any SQLAlchemy async URL instead (the benchmark uses PostgreSQL).
+        sender: Receives ``(email, code)``; by default the code is printed.
     """
-    path = Path(database or os.environ.get(DB_ENV) or DEFAULT_DB)
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    if database_url is None:
+        path = Path(database or os.environ.get(DB_ENV) or DEFAULT_DB)
+        database_url = f"sqlite+aiosqlite:///{path}"
+    engine = create_async_engine(database_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     config = DemoConfig(sender)
 

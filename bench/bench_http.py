@@ -1,0 +1,215 @@
+"""Protected-route throughput over HTTP, side by side with an unauthenticated route.
+
+Run: python bench/bench_http.py [--duration 5] [--connections 32]
+
+Starts the demo app (one uvicorn worker, default loop and HTTP implementation, no access
+log) on a fresh SQLite file, and on PostgreSQL too when ``OTPCORE_POSTGRES_URL`` is set; logs
+a user in through the API, then measures with ``wrk`` (``apt-get install wrk``):
+
+- ``/ping``: no authentication (the baseline);
+- ``/me``: current user, one signature check and one database query;
+- ``/claims``: claims only, one signature check against the revocation mirror (revocation
+  enforced: the mirror is refreshed from the database at most once a second).
+
+Targets on SQLite: current user >= 0.15 of the baseline, claims only >= 0.60.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUTES = {"unauthenticated": "/ping", "current-user": "/me", "claims-only": "/claims"}
+TARGETS = {"current-user": 0.15, "claims-only": 0.60}
+_CODE_LINE = re.compile(r"code for (\S+): (\d+)")
+_RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")
+
+
+def make_app() -> object:
+    """The app the server process runs (``uvicorn --factory bench.bench_http:make_app``)."""
+    from otpcore_fastapi.demo import create_app
+
+    return create_app(database_url=os.environ["BENCH_DATABASE_URL"])
+
+
+@dataclass
+class Server:
+    """A running uvicorn process and the lines it printed."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    lines: queue.Queue[str]
+
+    def code_for(self, email: str, timeout: float = 30) -> str:
+        """The code the demo's console mailer printed for ``email``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            match = _CODE_LINE.search(line)
+            if match and match.group(1) == email:
+                return match.group(2)
+        raise RuntimeError(f"the server printed no code for {email}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(database_url: str) -> Iterator[Server]:
+    """Run the demo app on ``database_url`` in a uvicorn subprocess."""
+    port = _free_port()
+    env = {**os.environ, "BENCH_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.bench_http:make_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    server = Server(process, f"http://127.0.0.1:{port}", lines)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{server.base_url}/ping", timeout=1).raise_for_status()
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark server did not start") from None
+                time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def log_in(server: Server) -> str:
+    """Create a user through the API and return an access token."""
+    email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        client.post("/auth/request-otp", json={"email": email}).raise_for_status()
+        code = server.code_for(email)
+        verified = client.post("/auth/verify-otp", json={"email": email, "code": code})
+        verified.raise_for_status()
+        token: str = verified.json()["access_token"]
+        for path in ROUTES.values():
+            response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+            response.raise_for_status()
+        return token
+
+
+def wrk(url: str, token: str, *, duration: int, connections: int, threads: int) -> float:
+    """Requests per second ``wrk`` measured for ``url`` (non-2xx responses fail the run)."""
+    result = subprocess.run(
+        [
+            "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+            "-H", f"Authorization: Bearer {token}", url,
+        ],
+        capture_output=True, text=True, check=True, timeout=duration + 60,
+    )  # fmt: skip
+    if "Non-2xx" in result.stdout or "Socket errors" in result.stdout:
+        raise RuntimeError(f"wrk saw errors for {url}:\n{result.stdout}")
+    match = _RATE.search(result.stdout)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{result.stdout}")
+    return float(match.group(1))
+
+
+def measure(
+    database_url: str, *, duration: int, connections: int, threads: int
+) -> dict[str, float]:
+    """Requests per second per route on one database, after a short warm-up of each."""
+    with serve(database_url) as server:
+        token = log_in(server)
+        rates: dict[str, float] = {}
+        for name, path in ROUTES.items():
+            url = server.base_url + path
+            wrk(url, token, duration=1, connections=connections, threads=threads)
+            rates[name] = wrk(
+                url, token, duration=duration, connections=connections, threads=threads
+            )
+        return rates
+
+
+def run(*, duration: int = 5, connections: int = 32, threads: int = 2) -> dict[str, float]:
+    """Requests per second and ratios to the unauthenticated route, per database."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: apt-get install -y wrk")
+    databases: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="otpcore-bench-") as directory:
+        databases["sqlite"] = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
+        postgres = os.environ.get("OTPCORE_POSTGRES_URL")
+        if postgres:
+            databases["postgres"] = postgres.replace("postgresql://", "postgresql+asyncpg://", 1)
+        results: dict[str, float] = {}
+        for label, url in databases.items():
+            rates = measure(url, duration=duration, connections=connections, threads=threads)
+            base = rates["unauthenticated"]
+            for name, rate in rates.items():
+                results[f"{label} {name} req/s"] = rate
+                if name != "unauthenticated":
+                    results[f"{label} {name} ratio"] = rate / base
+        return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the side-by-side table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per route (5)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    args = parser.parse_args(argv)
+    results = run(duration=args.duration, connections=args.connections, threads=args.threads)
+    print(
+        f"HTTP throughput: 1 uvicorn worker, wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration}s, one route at a time"
+    )
+    print(f"  {'database':<10} {'route':<16} {'req/s':>10} {'ratio':>7} {'target':>7}")
+    for label in dict.fromkeys(key.split()[0] for key in results):
+        for name, path in ROUTES.items():
+            rate = results[f"{label} {name} req/s"]
+            ratio = results.get(f"{label} {name} ratio", 1.0)
+            target = TARGETS.get(name) if label == "sqlite" else None
+            mark = f">={target:.2f}" if target is not None else ""
+            print(f"  {label:<10} {name + ' ' + path:<16} {rate:>10,.0f} {ratio:>7.2f} {mark:>7}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
