@@ -13,6 +13,7 @@ from otpcore import errors
 from otpcore.errors import StorageError
 from otpcore.stores.memory import MemoryStore
 from otpcore_fastapi import install_error_handlers
+from otpcore_fastapi import router as router_module
 from otpcore_fastapi.http_errors import ERROR_TABLE, ErrorCode
 from tests.http.conftest import EMAIL, HarnessFactory, RecordingConfig
 
@@ -321,7 +322,8 @@ async def test_a_huge_body_is_refused_before_parsing(make_harness: HarnessFactor
         content=b'{"email": "' + b"a" * 200_000 + b'@example.com"}',
         headers={"Content-Type": "application/json"},
     )
-    assert response.status_code in (413, 422)
+    # 413 where FastAPI supports per-router body limits; a 422 from the field bound otherwise.
+    assert response.status_code == (413 if router_module._BODY_LIMIT else 422)
     assert await h.memory.find_by_email(EMAIL) is None
 
 
