@@ -301,6 +301,18 @@ class MongoDBAdapter(Generic[UserT]):
                     "An existing index on the OTP collections conflicts with the one otpcore "
                     f"needs ({exc.details and exc.details.get('errmsg')}); drop it and retry."
                 ) from exc
+            # Some servers keep a conflicting older index silently instead of failing; the
+            # unique ones are what correctness rests on, so confirm they are there.
+            for collection, field in ((users, "email"), (blacklist, "jti")):
+                indexes = await collection.index_information()
+                if not any(
+                    spec.get("unique") and list(spec.get("key", ())) == [(field, 1)]
+                    for spec in indexes.values()
+                ):
+                    raise ConfigurationError(
+                        f"{collection.name}.{field} must have a unique index, and an existing "
+                        "non-unique index on it stops otpcore creating one; drop it and retry."
+                    )
         _ENSURED.setdefault(self.database.client, set()).add(self._index_key)
 
     async def _indexed(self) -> None:
@@ -529,11 +541,17 @@ class MongoDBAdapter(Generic[UserT]):
         return [_revocation(doc) for doc in docs]
 
     async def revocations_since(self, cursor: datetime, *, now: datetime) -> list[Revocation]:
-        """See :meth:`otpcore.ports.RevocationStore.revocations_since`."""
-        query = {"blacklisted_at": {"$gte": _to_db(cursor)}, "expires_at": {"$gt": _to_db(now)}}
+        """See :meth:`otpcore.ports.RevocationStore.revocations_since`.
+
+        Both bounds are sent inclusive and applied exactly here: a no-op on MongoDB, and exact
+        results on servers that compare dates to the whole second only.
+        """
+        cursor, now = _to_db(cursor), _to_db(now)
+        query = {"blacklisted_at": {"$gte": cursor}, "expires_at": {"$gte": now}}
         with _storage_errors():
             docs = await _to_list(self.blacklist_collection.find(query))
-        return [_revocation(doc) for doc in docs]
+        found = (_revocation(doc) for doc in docs)
+        return [entry for entry in found if entry.revoked_at >= cursor and entry.expires_at > now]
 
     async def purge_expired(self, now: datetime) -> int:
         """See :meth:`otpcore.ports.RevocationStore.purge_expired`."""

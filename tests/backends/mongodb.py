@@ -46,10 +46,10 @@ def mongodb_uri() -> str:
 
 
 @asynccontextmanager
-async def _pymongo_client(uri: str) -> AsyncIterator[Any]:
+async def _pymongo_client(uri: str, timeout_ms: int = 5000) -> AsyncIterator[Any]:
     from pymongo import AsyncMongoClient
 
-    client: Any = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
+    client: Any = AsyncMongoClient(uri, serverSelectionTimeoutMS=timeout_ms)
     try:
         yield client
     finally:
@@ -57,17 +57,17 @@ async def _pymongo_client(uri: str) -> AsyncIterator[Any]:
 
 
 @asynccontextmanager
-async def _motor_client(uri: str) -> AsyncIterator[Any]:
+async def _motor_client(uri: str, timeout_ms: int = 5000) -> AsyncIterator[Any]:
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    client: Any = AsyncIOMotorClient(uri, serverSelectionTimeoutMS=5000)
+    client: Any = AsyncIOMotorClient(uri, serverSelectionTimeoutMS=timeout_ms)
     try:
         yield client
     finally:
         client.close()
 
 
-DRIVERS: dict[str, Callable[[str], AbstractAsyncContextManager[Any]]] = {
+DRIVERS: dict[str, Callable[[str, int], AbstractAsyncContextManager[Any]]] = {
     "pymongo": _pymongo_client,
     "motor": _motor_client,
 }
@@ -77,7 +77,7 @@ DRIVERS: dict[str, Callable[[str], AbstractAsyncContextManager[Any]]] = {
 async def mongodb_database(driver: str) -> AsyncIterator[Any]:
     """A fresh, uniquely named database through ``driver``, dropped afterwards."""
     uri = mongodb_uri()
-    async with DRIVERS[driver](uri) as client:
+    async with DRIVERS[driver](uri, 5000) as client:
         try:
             await client.admin.command("ping")
         except Exception as exc:
