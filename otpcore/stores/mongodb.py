@@ -156,10 +156,12 @@ def _id_filter(user_id: object) -> dict[str, Any] | None:
     """The ``_id`` condition for a port-level id, or ``None`` when nothing can match."""
     if not isinstance(user_id, str) or not user_id:
         return None
+    # Ids that look like ObjectIds may still be stored as strings by the application. Always
+    # ``$in``: nx-27017 (the test server) answers ``$lookup`` after an equality ``$match``
+    # on ``_id`` wrongly, and after ``$in`` correctly; MongoDB treats both the same.
     if ObjectId.is_valid(user_id):
-        # Ids that look like ObjectIds may still be stored as strings by the application.
         return {"_id": {"$in": [ObjectId(user_id), user_id]}}
-    return {"_id": user_id}
+    return {"_id": {"$in": [user_id]}}
 
 
 def _revocation(doc: Mapping[str, Any]) -> Revocation:
@@ -443,10 +445,10 @@ class MongoDBAdapter(Generic[UserT]):
         """See :meth:`otpcore.ports.AccountStore.load_principal`.
 
         One aggregation: the user joined (``$lookup``) with its revocation entries. Keys are
-        passed as a plain array because servers differ in honouring ``$literal`` there; a key
+        passed as a plain array because nx-27017 ignores a ``$literal`` one there; a key
         starting with ``$`` would be read as a field path, so such keys (never produced by
-        otpcore) take two concurrent queries instead. An unknown user costs one more query,
-        so that the revocations are returned as the memory store returns them.
+        otpcore) take two queries instead. An unknown user costs one more query, so that the
+        revocations are returned as the memory store returns them.
         """
         query = _id_filter(user_id)
         if not keys or query is None or any(key.startswith("$") for key in keys):

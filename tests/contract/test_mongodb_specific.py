@@ -279,9 +279,12 @@ async def test_object_id_and_string_ids_both_round_trip(mongo: MongoBackend) -> 
         # Documents written without otpcore's fields start at version 0 and can be saved.
         state = ChallengeState(code_hash=HASH, issued_at=T0, last_request_at=T0, version=1)
         assert await db.save_challenge(user_id, expected_version=0, state=state)
-        principal, _ = await db.load_principal(user_id, ["k"])
+        revoked = Revocation(key=f"user:{user_id}", kind="user", revoked_at=T0, expires_at=T0)
+        await db.revoke(revoked)
+        principal, found = await db.load_principal(user_id, ["k", revoked.key, "sid:x"])
         assert principal is not None
         assert principal.challenge == state
+        assert found == [revoked]
 
     for bad in ["", "b" * 24, "not-an-id", "{'$ne': 1}", "0" * 25]:
         assert await db.find_by_id(bad) is None
