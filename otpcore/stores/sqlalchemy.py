@@ -89,6 +89,12 @@ _DRIVER_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, ConnectionErr
 _CODE_HASH = re.compile(r"[0-9a-f]{64}")
 _CUTOFF_RETRIES = 3
 _CUTOFF_KIND = "user"
+#: Dialects whose drivers switch to autocommit without a round-trip. There a one-statement
+#: call costs one round-trip instead of three (BEGIN, statement, COMMIT); aiosqlite would
+#: spend two extra thread hops switching, and pysqlite never opens a transaction for a
+#: SELECT anyway.
+_FREE_AUTOCOMMIT = frozenset({"postgresql"})
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 class UTCDateTime(types.TypeDecorator[datetime]):
@@ -439,6 +445,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
         self._plan = _plan(user_model, blacklist_model)
         bind = session.bind
         self._dialect = None if bind is None else bind.dialect.name
+        self._autocommit = self._dialect in _FREE_AUTOCOMMIT
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -458,6 +465,20 @@ class SQLAlchemyAdapter(Generic[UserT]):
             await self.session.commit()
         finally:
             sync.expire_on_commit = expire
+
+    async def _one_statement(self) -> None:
+        """Call before a call's only statement: on a clean session, run it in autocommit.
+
+        One statement is atomic on its own, so this changes no outcome. Sessions with pending
+        changes or an open transaction keep their transaction, which the call then commits.
+        """
+        session = self.session
+        if (
+            self._autocommit
+            and not session.in_transaction()
+            and not (session.new or session.dirty or session.deleted)
+        ):
+            await session.connection(execution_options=_AUTOCOMMIT)
 
     def _parse_id(self, user_id: str) -> object | None:
         python_type = self._plan.pk_python_type
@@ -504,6 +525,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
 
     async def _user_where(self, column: str, value: object) -> UserT | None:
         statement = self._plan.by_email if column == "email" else self._plan.by_id
+        await self._one_statement()
         result = await self.session.execute(statement, {f"p_{column}": value})
         user: UserT | None = result.scalars().first()
         return user
@@ -602,6 +624,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
         params["p_id"] = pk
         params["p_expected"] = expected_version
         statement = self._plan.save_verified if mark_verified else self._plan.save
+        await self._one_statement()
         result = cast(CursorResult[Any], await self.session.execute(statement, params))
         saved = result.rowcount == 1
         if saved:
@@ -622,6 +645,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
         pk = self._parse_id(user_id)
         if pk is None:
             return None, await self._find_revocations(keys)
+        await self._one_statement()
         result = await self.session.execute(self._plan.principal, {"p_id": pk, "p_keys": keys})
         user: UserT | None = None
         found = {}
@@ -638,6 +662,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
     @_unit_of_work
     async def revoke(self, revocation: Revocation) -> bool:
         """See :meth:`otpcore.ports.RevocationStore.revoke`."""
+        await self._one_statement()
         try:
             await self.session.execute(
                 self._plan.insert_revocation,
@@ -692,6 +717,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
     async def _find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
         if not keys:
             return []
+        await self._one_statement()
         result = await self.session.execute(self._plan.revocations, {"p_keys": keys})
         found = {row[0]: _revocation(row) for row in result}
         await self._commit()
@@ -705,6 +731,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
     @_unit_of_work
     async def revocations_since(self, cursor: datetime, *, now: datetime) -> list[Revocation]:
         """See :meth:`otpcore.ports.RevocationStore.revocations_since`."""
+        await self._one_statement()
         result = await self.session.execute(self._plan.since, {"p_at": cursor, "p_now": now})
         found = [_revocation(row) for row in result]
         await self._commit()
@@ -713,6 +740,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
     @_unit_of_work
     async def purge_expired(self, now: datetime) -> int:
         """See :meth:`otpcore.ports.RevocationStore.purge_expired`. One ``DELETE``."""
+        await self._one_statement()
         result = cast(
             CursorResult[Any], await self.session.execute(self._plan.purge, {"p_now": now})
         )

@@ -118,12 +118,19 @@ async def uuid_db(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
 
 
 @contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """Every SQL statement sent to the database while the block runs."""
+def statements(engine: AsyncEngine, isolation: list[str] | None = None) -> Iterator[list[str]]:
+    """Every SQL statement sent to the database while the block runs.
+
+    Args:
+        engine: The engine to watch.
+        isolation: Receives the isolation level each statement ran under ("" for default).
+    """
     seen: list[str] = []
 
     def record(*args: Any) -> None:
         seen.append(args[2])
+        if isolation is not None:
+            isolation.append(args[0].get_execution_options().get("isolation_level", ""))
 
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
@@ -326,12 +333,16 @@ async def test_load_principal_is_one_statement(db: Database) -> None:
         await store.revoke(_revocation(session_key("s1")))
         await store.revoke(_revocation(user_key(account.user_id), kind="user"))
         keys = ["j1", session_key("s1"), user_key(account.user_id)]
-        with statements(db.engine) as seen:
+        isolation: list[str] = []
+        with statements(db.engine, isolation) as seen:
             found, revoked = await store.load_principal(account.user_id, keys)
             missing, still_revoked = await store.load_principal("424242", keys)
             clean, nothing = await store.load_principal(account.user_id, ["j2"])
     assert len(seen) == 3
     assert all(statement.lstrip().upper().startswith("SELECT") for statement in seen)
+    # On PostgreSQL no BEGIN/COMMIT round-trips either: one statement runs in autocommit.
+    expected = "AUTOCOMMIT" if db.engine.dialect.name == "postgresql" else ""
+    assert isolation == [expected] * 3
     assert found is not None
     assert found.user is account.user
     assert [entry.key for entry in revoked] == keys[1:]
@@ -404,6 +415,23 @@ async def test_reads_see_writes_from_other_sessions(db: Database) -> None:
         principal, _ = await mine.load_principal(account.user_id, [])
         assert principal is not None
         assert principal.challenge == state
+
+
+async def test_pending_changes_are_flushed_and_committed_in_one_transaction(
+    db: Database,
+) -> None:
+    async with db.sessions() as session:
+        store = SQLAlchemyAdapter(session, User, Blacklist)
+        session.add(User(email="pending@example.com", username="p"))
+        isolation: list[str] = []
+        with statements(db.engine, isolation) as seen:
+            found = await store.find_by_email("pending@example.com")
+        assert found is not None
+        assert [statement.split()[0] for statement in seen] == ["INSERT", "SELECT"]
+        # Never autocommit while the application has pending changes.
+        assert isolation == ["", ""]
+        assert not session.in_transaction()
+    assert await db.scalar(select(func.count()).select_from(User)) == 1
 
 
 async def test_a_failed_write_rolls_back_and_leaves_the_session_usable(db: Database) -> None:
