@@ -168,25 +168,54 @@ def measure(
         return rates
 
 
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at ``server_url``, dropped afterwards."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url).set(drivername="postgresql")
+    name = f"otpcore_bench_{uuid.uuid4().hex[:12]}"
+    admin = url.render_as_string(hide_password=False)
+
+    async def execute(statement: str) -> None:
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
+    try:
+        bench_url = url.set(drivername="postgresql+asyncpg", database=name)
+        yield bench_url.render_as_string(hide_password=False)
+    finally:
+        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def run(*, duration: int = 5, connections: int = 32, threads: int = 2) -> dict[str, float]:
     """Requests per second and ratios to the unauthenticated route, per database."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk")
-    databases: dict[str, str] = {}
+    results: dict[str, float] = {}
+
+    def record(label: str, url: str) -> None:
+        rates = measure(url, duration=duration, connections=connections, threads=threads)
+        base = rates["unauthenticated"]
+        for name, rate in rates.items():
+            results[f"{label} {name} req/s"] = rate
+            if name != "unauthenticated":
+                results[f"{label} {name} ratio"] = rate / base
+
     with tempfile.TemporaryDirectory(prefix="otpcore-bench-") as directory:
-        databases["sqlite"] = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
-        postgres = os.environ.get("OTPCORE_POSTGRES_URL")
-        if postgres:
-            databases["postgres"] = postgres.replace("postgresql://", "postgresql+asyncpg://", 1)
-        results: dict[str, float] = {}
-        for label, url in databases.items():
-            rates = measure(url, duration=duration, connections=connections, threads=threads)
-            base = rates["unauthenticated"]
-            for name, rate in rates.items():
-                results[f"{label} {name} req/s"] = rate
-                if name != "unauthenticated":
-                    results[f"{label} {name} ratio"] = rate / base
-        return results
+        record("sqlite", f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}")
+    postgres = os.environ.get("OTPCORE_POSTGRES_URL")
+    if postgres:
+        with postgres_database(postgres) as url:
+            record("postgres", url)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:

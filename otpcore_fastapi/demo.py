@@ -24,7 +24,7 @@ from typing import Any, Final
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Integer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from otpcore.stores.sqlalchemy import BaseOTPUserTable, SQLAlchemyAdapter, TokenBlacklist
@@ -111,14 +111,11 @@ def create_app(
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     config = DemoConfig(sender)
 
-    async def get_session() -> AsyncIterator[AsyncSession]:
+    async def get_otp_db() -> AsyncIterator[SQLAlchemyAdapter[DemoUser]]:
+        # One dependency for session and adapter: the demo has no other use for the session,
+        # and every dependency level costs FastAPI work on each protected request.
         async with sessions() as session:
-            yield session
-
-    async def get_otp_db(
-        session: AsyncSession = Depends(get_session),  # noqa: B008 - FastAPI's idiom
-    ) -> AsyncIterator[SQLAlchemyAdapter[DemoUser]]:
-        yield SQLAlchemyAdapter(session, DemoUser, DemoBlacklist)
+            yield SQLAlchemyAdapter(session, DemoUser, DemoBlacklist)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
