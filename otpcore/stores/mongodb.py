@@ -364,8 +364,10 @@ class MongoDBAdapter(Generic[UserT]):
             name = self.user_model_class.__name__
             if missing:
                 raise ConfigurationError(
-                    f"{name} requires {', '.join(missing)}; pass it when creating the user "
-                    "(create_user(email, field=...)) or give the field a default."
+                    f"{name} has required field(s) without a default that otpcore cannot fill: "
+                    f"{', '.join(missing)}. Return values for them from the `new_user_fields` "
+                    "hook (called with the e-mail of each new user), pass them to "
+                    "create_user(email, **fields), or give the field(s) a default."
                 ) from None
             bad = sorted({".".join(str(p) for p in item["loc"]) for item in exc.errors()})
             raise ConfigurationError(
