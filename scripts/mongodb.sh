@@ -76,7 +76,7 @@ stop_mongodb() {
         [[ -f "$pidfile" ]] || continue
         pid="$(cat "$pidfile")"
         if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null
+            kill "$pid" 2>/dev/null || true
             for _ in $(seq 50); do
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.1
