@@ -98,7 +98,8 @@ def serve(database_url: str) -> Iterator[Server]:
         for line in process.stdout:
             lines.put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     server = Server(process, f"http://127.0.0.1:{port}", lines)
     try:
         deadline = time.monotonic() + 60
@@ -118,6 +119,9 @@ def serve(database_url: str) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        reader.join(timeout=10)  # the pipe reaches EOF once the process is gone
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def log_in(server: Server) -> str:
