@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per route (5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    args = parser.parse_args(argv)
+    # bench/run.py calls main() with its own argv still in sys.argv: no arguments then.
+    args = parser.parse_args([] if argv is None else argv)
     results = run(duration=args.duration, connections=args.connections, threads=args.threads)
     print(
         f"HTTP throughput: 1 uvicorn worker, wrk -t{args.threads} -c{args.connections} "
