@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 try:
     from bson import ObjectId
@@ -47,6 +47,18 @@ _RETRIES = 10
 _INDEX_CONFLICTS = frozenset({85, 86})
 _DATETIME_FIELDS = frozenset(
     {"otp_created_at", "otp_expires_at", "last_otp_request_at", "otp_last_failure_at"}
+)
+# What the reference methods copy back onto the caller's user object after a write.
+_STATE_FIELDS = (
+    "is_verified",
+    "otp_code",
+    "otp_created_at",
+    "otp_expires_at",
+    "otp_attempts",
+    "last_otp_request_at",
+    "otp_failures",
+    "otp_last_failure_at",
+    "otp_version",
 )
 _KEYS_FIELD = "_otpcore_keys"
 _REVOKED_FIELD = "_otpcore_revocations"
@@ -245,17 +257,6 @@ class MongoDBAdapter(Generic[UserT]):
             when entries carry instants from another clock (tests with a fake clock).
     """
 
-    _user_fields: ClassVar[tuple[str, ...]] = (
-        "is_verified",
-        "otp_code",
-        "otp_created_at",
-        "otp_attempts",
-        "last_otp_request_at",
-        "otp_failures",
-        "otp_last_failure_at",
-        "otp_version",
-    )
-
     def __init__(
         self,
         database: Any,
@@ -416,6 +417,10 @@ class MongoDBAdapter(Generic[UserT]):
                     existing = await self.user_collection.find_one({"email": email})
                     if existing is not None:
                         return self._account(existing)
+                    if "_id" in doc:
+                        raise ConfigurationError(
+                            "another user already has the _id given for this new user"
+                        ) from None
                     continue  # deleted between the two calls: insert again
             return self._account({**doc, "_id": result.inserted_id})
         raise ContentionError()
@@ -689,5 +694,5 @@ class MongoDBAdapter(Generic[UserT]):
 
     def _copy_into(self, user: UserT, doc: Mapping[str, Any]) -> None:
         fresh = self._model(doc)
-        for name in (*self._user_fields, "otp_expires_at"):
+        for name in _STATE_FIELDS:
             setattr(user, name, getattr(fresh, name))
