@@ -396,12 +396,18 @@ def _plan(user_model: type, blacklist_model: type) -> _Plan:
 def _unit_of_work(
     method: Callable[Concatenate[_AdapterT, _P], Coroutine[Any, Any, _R]],
 ) -> Callable[Concatenate[_AdapterT, _P], Coroutine[Any, Any, _R]]:
-    """Roll back on any failure, and turn database failures into :class:`StorageError`."""
+    """Roll back on any failure, and turn database failures into :class:`StorageError`.
+
+    Arguments refused before any statement runs (:class:`ConfigurationError`, ``ValueError``)
+    leave the session, and the application's pending changes in it, untouched.
+    """
 
     @functools.wraps(method)
     async def guarded(self: _AdapterT, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return await method(self, *args, **kwargs)
+        except (ConfigurationError, ValueError):
+            raise
         except _DRIVER_ERRORS as error:
             await self._rollback()
             raise StorageError() from error

@@ -227,9 +227,12 @@ async def test_only_canonical_integer_ids_are_found(db: Database) -> None:
 async def test_update_otp_refuses_anything_but_a_code_hash(db: Database) -> None:
     async with db.adapter() as store:
         user = await store.create_user("a@example.com")
+        user.username = "pending"
         for plaintext in ("123456", HASH.upper(), HASH[:-1], HASH + "0", "g" * 64, ""):
             with pytest.raises(ValueError, match="hash"):
                 await store.update_otp(user, plaintext)
+        # Refused before touching the database: the application's pending change survives.
+        assert user in store.session.dirty
     assert await db.scalar(select(User.otp_code)) is None
 
 
