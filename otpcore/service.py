@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -400,8 +401,9 @@ class OTPAuth(Generic[U]):
     def _issue(self, account: Account[U], *, sid: str, auth_time: float, now: datetime) -> Login[U]:
         s = self._s
         extra = s.claims_for(account.user) if s.claims_for is not None else None
-        # Millisecond precision: what every store (MongoDB included) keeps of a cutoff.
-        auth_time = round(auth_time, 3)
+        # Millisecond precision, rounded down as every store (MongoDB included) truncates a
+        # logout-all cutoff: a session begun before a cutoff must never compare after it.
+        auth_time = math.floor(auth_time * 1000) / 1000
         access = s.codec.issue(
             kind="access",
             subject=account.user_id,

@@ -382,3 +382,14 @@ async def test_account_lock_after_max_failures_stops_issuing() -> None:
     account = await h.store.find_by_id(login.user_id)
     assert account is not None
     assert account.challenge.failures == 0
+
+
+async def test_logout_all_a_fraction_of_a_millisecond_later_still_revokes() -> None:
+    # Stores keep cutoffs to the millisecond, truncated; auth_time must never round up past one.
+    h = Harness()
+    h.clock.advance(0.0009)
+    login = await h.login()
+    h.clock.advance(0.0002)
+    await h.auth.logout_all(login.user_id)
+    with pytest.raises(TokenRevoked):
+        await h.auth.authenticate(login.access_token)
