@@ -387,7 +387,7 @@ async def test_account_lock_after_max_failures_stops_issuing() -> None:
 async def test_logout_all_a_fraction_of_a_millisecond_later_still_revokes() -> None:
     # Stores keep cutoffs to the millisecond, truncated; auth_time must never round up past one.
     h = Harness()
-    h.clock.advance(0.0009)
+    h.clock.advance(0.0006)
     login = await h.login()
     h.clock.advance(0.0002)
     await h.auth.logout_all(login.user_id)
