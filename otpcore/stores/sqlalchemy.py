@@ -18,7 +18,9 @@ commits whatever the application had pending in the same session. It rolls back 
 fails, so nothing is left half-applied and the session stays usable. The adapter's commits
 never expire loaded objects, since what it returns is already current and an async session
 cannot lazy-load; sessions work with either ``expire_on_commit`` setting. A rollback expires
-them, as SQLAlchemy always does.
+them, as SQLAlchemy always does. On PostgreSQL, a call that is one statement (every read,
+``save_challenge``, ``revoke``, ``purge_expired``) runs in autocommit when the session has no
+open transaction and no pending changes: one round-trip instead of BEGIN, statement, COMMIT.
 
 Concurrency: every state change is one conditional statement (``UPDATE … WHERE id = :id AND
 otp_version = :expected``, checked by ``rowcount``; an INSERT under a unique key), so any
