@@ -412,6 +412,8 @@ async def test_reads_see_writes_from_other_sessions(db: Database) -> None:
         state = ChallengeState(code_hash=HASH, issued_at=T0, version=1)
         assert await theirs.save_challenge(account.user_id, expected_version=0, state=state)
         again = await mine.find_by_id(account.user_id)
+        # Reads end their transaction too: on SQLite a held one would block other writers.
+        assert not mine.session.in_transaction()
         assert again is not None
         assert again.challenge.version == 1
         assert again.user is account.user
