@@ -1,6 +1,6 @@
 """Protected-route throughput over HTTP, side by side with an unauthenticated route.
 
-Run: python bench/bench_http.py [--duration 5] [--connections 32]
+Run: python bench/bench_http.py [--duration 5] [--connections 32] [--rounds 3]
 
 Starts the demo app (one uvicorn worker, default loop and HTTP implementation, no access
 log) on a fresh SQLite file, and on PostgreSQL too when ``OTPCORE_POSTGRES_URL`` is set; logs
@@ -22,6 +22,7 @@ import queue
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,19 +158,35 @@ def wrk(url: str, token: str, *, duration: int, connections: int, threads: int) 
 
 
 def measure(
-    database_url: str, *, duration: int, connections: int, threads: int
+    database_url: str, *, duration: int, connections: int, threads: int, rounds: int
 ) -> dict[str, float]:
-    """Requests per second per route on one database, after a short warm-up of each."""
+    """Median requests per second per route, and median per-round ratios, on one database.
+
+    Routes take turns, ``rounds`` times, so each ratio compares runs made seconds apart:
+    on a shared machine, load that comes and goes then moves both sides of a ratio alike.
+    """
     with serve(database_url) as server:
         token = log_in(server)
-        rates: dict[str, float] = {}
-        for name, path in ROUTES.items():
-            url = server.base_url + path
-            wrk(url, token, duration=1, connections=connections, threads=threads)
-            rates[name] = wrk(
-                url, token, duration=duration, connections=connections, threads=threads
-            )
-        return rates
+        samples: dict[str, list[float]] = {name: [] for name in ROUTES}
+        for path in ROUTES.values():  # warm-up
+            wrk(server.base_url + path, token, duration=1, connections=connections, threads=threads)
+        for _ in range(rounds):
+            for name, path in ROUTES.items():
+                samples[name].append(
+                    wrk(
+                        server.base_url + path,
+                        token,
+                        duration=duration,
+                        connections=connections,
+                        threads=threads,
+                    )
+                )
+        results = {f"{name} req/s": statistics.median(rates) for name, rates in samples.items()}
+        base = samples["unauthenticated"]
+        for name in TARGETS:
+            ratios = [rate / b for rate, b in zip(samples[name], base, strict=True)]
+            results[f"{name} ratio"] = statistics.median(ratios)
+        return results
 
 
 @contextmanager
@@ -199,19 +216,19 @@ def postgres_database(server_url: str) -> Iterator[str]:
         asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def run(*, duration: int = 5, connections: int = 32, threads: int = 2) -> dict[str, float]:
+def run(
+    *, duration: int = 5, connections: int = 32, threads: int = 2, rounds: int = 3
+) -> dict[str, float]:
     """Requests per second and ratios to the unauthenticated route, per database."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk")
     results: dict[str, float] = {}
 
     def record(label: str, url: str) -> None:
-        rates = measure(url, duration=duration, connections=connections, threads=threads)
-        base = rates["unauthenticated"]
-        for name, rate in rates.items():
-            results[f"{label} {name} req/s"] = rate
-            if name != "unauthenticated":
-                results[f"{label} {name} ratio"] = rate / base
+        measured = measure(
+            url, duration=duration, connections=connections, threads=threads, rounds=rounds
+        )
+        results.update({f"{label} {key}": value for key, value in measured.items()})
 
     with tempfile.TemporaryDirectory(prefix="otpcore-bench-") as directory:
         record("sqlite", f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}")
@@ -228,12 +245,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per route (5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns per route (3)")
     # bench/run.py calls main() with its own argv still in sys.argv: no arguments then.
     args = parser.parse_args([] if argv is None else argv)
-    results = run(duration=args.duration, connections=args.connections, threads=args.threads)
+    results = run(
+        duration=args.duration,
+        connections=args.connections,
+        threads=args.threads,
+        rounds=args.rounds,
+    )
     print(
         f"HTTP throughput: 1 uvicorn worker, wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s, one route at a time"
+        f"-d{args.duration}s, routes taking turns {args.rounds} times (medians)"
     )
     print(f"  {'database':<10} {'route':<16} {'req/s':>10} {'ratio':>7} {'target':>7}")
     for label in dict.fromkeys(key.split()[0] for key in results):
