@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,7 +65,6 @@ class Harness:
     store: Store[Any]
     get_otp_db: Callable[..., Any]
     prefix: str = "/auth"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def memory(self) -> MemoryStore:

@@ -56,7 +56,7 @@ async def login(h: Harness, email: str = EMAIL) -> tuple[str, str]:
     return body["access_token"], refresh_token_of(h, response)
 
 
-async def assert_refused(response: httpx.Response, status: int, code: str) -> None:
+def assert_refused(response: httpx.Response, status: int, code: str) -> None:
     """``response`` is the table's refusal for ``code``."""
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
@@ -127,10 +127,10 @@ async def test_refresh_reuse_revokes_the_session(
     new_access = rotated.json()["access_token"]
 
     reused = await present(h, "/refresh", first)
-    await assert_refused(reused, 401, "refresh_reused")
+    assert_refused(reused, 401, "refresh_reused")
     assert reused.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
-    await assert_refused(await present(h, "/refresh", second), 401, "token_revoked")
+    assert_refused(await present(h, "/refresh", second), 401, "token_revoked")
     for token in (access, new_access):
         response = await h.client.get("/me", headers=bearer(token))
         assert response.status_code == 401
@@ -157,7 +157,7 @@ async def test_logout_revokes_the_session_and_clears_the_cookie(
         assert "Max-Age=0" in cleared
         assert "Path=/auth" in cleared
 
-    await assert_refused(await present(h, "/refresh", refresh), 401, "token_revoked")
+    assert_refused(await present(h, "/refresh", refresh), 401, "token_revoked")
     assert (await h.client.get("/me", headers=bearer(access))).status_code == 401
     # Claims-only: honoured once the mirror interval has passed, with no further logout.
     h.clock.advance(h.config.revocation_mirror_interval)
@@ -191,7 +191,7 @@ async def test_logout_with_only_the_access_token_revokes_its_session(
     response = await h.client.post("/auth/logout", headers=bearer(access))
     assert response.status_code == 200
     assert (await h.client.get("/me", headers=bearer(access))).status_code == 401
-    await assert_refused(await present(h, "/refresh", refresh), 401, "token_revoked")
+    assert_refused(await present(h, "/refresh", refresh), 401, "token_revoked")
 
 
 async def test_logout_all_revokes_every_session_of_the_user(
@@ -211,7 +211,7 @@ async def test_logout_all_revokes_every_session_of_the_user(
     for access in (phone_access, laptop_access):
         assert (await h.client.get("/me", headers=bearer(access))).status_code == 401
     for refresh in (phone_refresh, laptop_refresh):
-        await assert_refused(await present(h, "/refresh", refresh), 401, "token_revoked")
+        assert_refused(await present(h, "/refresh", refresh), 401, "token_revoked")
     h.clock.advance(h.config.revocation_mirror_interval)
     assert (await h.client.get("/claims", headers=bearer(phone_access))).status_code == 401
     # Another user's session is untouched.
@@ -222,17 +222,17 @@ async def test_logout_all_revokes_every_session_of_the_user(
 async def test_logout_all_needs_a_valid_access_token(make_harness: HarnessFactory) -> None:
     h = await make_harness()
     missing = await h.client.post("/auth/logout-all")
-    await assert_refused(missing, 401, "token_missing")
+    assert_refused(missing, 401, "token_missing")
     assert missing.headers["WWW-Authenticate"] == "Bearer"
     invalid = await h.client.post("/auth/logout-all", headers=bearer("nope"))
-    await assert_refused(invalid, 401, "token_invalid")
+    assert_refused(invalid, 401, "token_invalid")
     assert invalid.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 async def test_refresh_without_a_token_is_401(make_harness: HarnessFactory, delivery: str) -> None:
     h = await make_harness(refresh_token_delivery=delivery)
     response = await h.client.post("/auth/refresh")
-    await assert_refused(response, 401, "token_missing")
+    assert_refused(response, 401, "token_missing")
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
@@ -253,7 +253,7 @@ async def test_the_cookie_wins_over_the_body_in_both_mode(make_harness: HarnessF
         headers={"Cookie": f"{COOKIE}=garbage"},
         json={"refresh_token": fresh},
     )
-    await assert_refused(cookie_garbage, 401, "token_invalid")
+    assert_refused(cookie_garbage, 401, "token_invalid")
 
 
 async def test_a_body_token_is_ignored_in_cookie_mode(make_harness: HarnessFactory) -> None:
@@ -261,14 +261,14 @@ async def test_a_body_token_is_ignored_in_cookie_mode(make_harness: HarnessFacto
     _, refresh = await login(h)
     h.client.cookies.clear()
     response = await h.client.post("/auth/refresh", json={"refresh_token": refresh})
-    await assert_refused(response, 401, "token_missing")
+    assert_refused(response, 401, "token_missing")
 
 
 async def test_a_cookie_is_ignored_in_body_mode(make_harness: HarnessFactory) -> None:
     h = await make_harness(refresh_token_delivery="body")
     _, refresh = await login(h)
     response = await h.client.post("/auth/refresh", headers={"Cookie": f"{COOKIE}={refresh}"})
-    await assert_refused(response, 401, "token_missing")
+    assert_refused(response, 401, "token_missing")
 
 
 @pytest.mark.parametrize(
