@@ -87,7 +87,10 @@ def _label(fn: Callable[..., Any]) -> str:
 def _plan(fn: Callable[..., Any]) -> tuple[_Param, ...]:
     if not callable(fn):
         raise ConfigurationError(f"get_otp_db must be callable, got {fn!r}")
-    signature = inspect.signature(fn)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read the parameters of {fn!r}: {exc}") from exc
     namespace = _globals_of(fn)
     plan: list[_Param] = []
     for name, raw in signature.parameters.items():

@@ -78,21 +78,23 @@ class RefreshTransport:
         """Refuse a cross-site request.
 
         Raises:
-            CSRFRefused: ``Sec-Fetch-Site`` is cross-site, or ``Origin`` is neither the
-                request's own origin nor trusted.
+            CSRFRefused: ``Origin`` is not trusted, and ``Sec-Fetch-Site`` is cross-site (or,
+                without it, ``Origin`` is not the request's own origin).
         """
         headers = request.headers
+        origin = headers.get("origin")
+        presented = _normalized(origin) if origin is not None else None
+        if presented is not None and presented in self._trusted:
+            # Checked first: a trusted origin on another site is exactly what browsers
+            # label "cross-site", and they all send Sec-Fetch-Site now.
+            return
         fetch_site = headers.get("sec-fetch-site")
         if fetch_site is not None:
             if fetch_site.lower() not in _SAME_SITE_FETCH:
                 raise CSRFRefused()
             return
-        origin = headers.get("origin")
-        if origin is None:
+        if presented is None:
             return  # not a browser cross-origin request: browsers send Origin on POST
-        presented = _normalized(origin)
-        if presented in self._trusted:
-            return
         host = headers.get("host")
         if host is None or presented != _origin(request.url.scheme, host):
             raise CSRFRefused()

@@ -78,12 +78,21 @@ async def test_same_site_cookie_requests_pass(
     assert response.status_code == 200, response.text
 
 
-async def test_trusted_origins_are_allowed(make_harness: HarnessFactory) -> None:
+@pytest.mark.parametrize("fetch_site", [None, "cross-site", "same-site"])
+async def test_trusted_origins_are_allowed(
+    make_harness: HarnessFactory, fetch_site: str | None
+) -> None:
     h = await make_harness(trusted_origins=("https://app.example.com",))
     await cookie_session(h)
-    response = await h.client.post("/auth/refresh", headers={"Origin": "https://app.example.com"})
+    extra = {} if fetch_site is None else {"Sec-Fetch-Site": fetch_site}
+    response = await h.client.post(
+        "/auth/refresh", headers={"Origin": "https://APP.example.com:443", **extra}
+    )
     assert response.status_code == 200
-    other = await h.client.post("/auth/refresh", headers={"Origin": "https://other.example.com"})
+    other = await h.client.post(
+        "/auth/refresh",
+        headers={"Origin": "https://other.example.com", "Sec-Fetch-Site": "cross-site"},
+    )
     assert refused(other)
 
 
