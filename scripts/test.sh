@@ -10,6 +10,16 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 
+# The demo page is tested in a real headless Chromium (tests/e2e); Debian packages it.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "test.sh: chromium and chromium-driver are missing; the browser test will be skipped" >&2
+  fi
+fi
+
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh
 # shellcheck source=scripts/mongodb.sh
