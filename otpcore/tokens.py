@@ -250,9 +250,13 @@ class _CheckedHMAC(HMACAlgorithm):
     def __init__(self, hash_alg: HashlibHash, secrets: tuple[bytes, ...]) -> None:
         super().__init__(hash_alg)
         self._secrets = secrets
+        # Identity, not equality: only the very objects checked at construction qualify. Ids
+        # are unique among live objects, and _secrets keeps these alive, so a key with one of
+        # these ids is one of these secrets. A set lookup: pyjwt asks twice per token.
+        self._checked_ids = frozenset(id(secret) for secret in secrets)
 
     def _is_checked(self, key: object) -> bool:
-        return any(key is secret for secret in self._secrets)
+        return id(key) in self._checked_ids
 
     def prepare_key(self, key: str | bytes) -> bytes:
         if self._is_checked(key):
@@ -284,9 +288,15 @@ def _timestamp(now: datetime) -> float:
 
 
 def _unverified_kid(token: str) -> str:
-    """The ``kid`` of a token's header, parsed only to choose a key; never trusted further."""
+    """The ``kid`` of a token's header, parsed only to choose a key; never trusted further.
+
+    Only the header segment is handed to pyjwt (as a token with empty payload and signature):
+    decoding the whole token here would validate its payload and signature encoding twice,
+    as the full verification that follows does it again. That verification re-reads the same
+    header bytes and checks its ``kid`` against the chosen key.
+    """
     try:
-        header = get_unverified_header(token)
+        header = get_unverified_header(token.partition(".")[0] + "..")
     except (PyJWTError, ValueError, RecursionError):
         raise TokenInvalid(_INVALID) from None
     kid = header.get("kid")

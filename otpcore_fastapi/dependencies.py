@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
 
 from otpcore.errors import OTPAuthError, UserNotVerified
 from otpcore.service import OTPAuth
@@ -47,11 +48,28 @@ bearer_scheme = HTTPBearer(
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
+def _bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer`` header, read as :data:`bearer_scheme` reads it.
+
+    The same parse as ``HTTPBearer.__call__`` (FastAPI's own helper, the same refusals),
+    without awaiting the scheme and building its ``HTTPAuthorizationCredentials`` model on
+    every protected request.
+
+    Raises:
+        HTTPException: 401 with ``WWW-Authenticate: Bearer`` when there is no bearer token.
+    """
+    authorization = request.headers.get("Authorization")
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        raise http_exception(TokenMissing())
+    return credentials
+
+
 class _BearerDependency(SecurityBase):
     """A dependency that is itself the bearer security scheme.
 
     FastAPI documents any ``SecurityBase`` dependency in OpenAPI, so the dependency reads
-    the header itself (through :data:`bearer_scheme`) instead of declaring the scheme as a
+    the header itself (as :data:`bearer_scheme` would) instead of declaring the scheme as a
     sub-dependency: one dependency less to solve on every protected request.
     """
 
@@ -60,15 +78,8 @@ class _BearerDependency(SecurityBase):
         self.scheme_name = bearer_scheme.scheme_name
         self._auth = auth
 
-    @staticmethod
-    async def _token(request: Request) -> str:
-        credentials = await bearer_scheme(request)
-        if credentials is None:
-            raise http_exception(TokenMissing())
-        return credentials.credentials
-
     async def _claims(self, request: Request) -> Claims:
-        token = await self._token(request)
+        token = _bearer_token(request)
         # A stale mirror is refreshed through get_otp_db, with this request's app overrides.
         marker = current_request.set(request)
         try:
@@ -86,7 +97,7 @@ def _user_dependency(
 
     class CurrentUser(_BearerDependency):
         async def __call__(self, request: Request, db: Annotated[Any, Depends(get_otp_db)]) -> Any:
-            token = await self._token(request)
+            token = _bearer_token(request)
             try:
                 principal = await self._auth.with_store(db).authenticate(token)
             except OTPAuthError as exc:
@@ -121,8 +132,8 @@ def get_verified_user_dependency(
 
 
 class _Principal(_BearerDependency):
-    async def __call__(self, request: Request) -> Claims:
-        return await self._claims(request)
+    # FastAPI calls the check itself: no wrapper coroutine per request.
+    __call__ = _BearerDependency._claims
 
 
 class _CustomClaims(_BearerDependency):

@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Request
 
 from otpcore import errors
 from otpcore.errors import StorageError
 from otpcore.stores.memory import MemoryStore
-from otpcore_fastapi import install_error_handlers
+from otpcore_fastapi import bearer_scheme, install_error_handlers
 from otpcore_fastapi import router as router_module
 from otpcore_fastapi.http_errors import ERROR_TABLE, ErrorCode
 from tests.http.conftest import EMAIL, HarnessFactory, RecordingConfig
@@ -168,6 +169,47 @@ async def test_missing_bearer_is_401_without_an_error_code(make_harness: Harness
     # Another scheme is no bearer token either.
     basic = await h.client.get("/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert basic.status_code == 401
+
+
+#: Authorization header templates ({} is a valid access token), as FastAPI's HTTPBearer
+#: would read them: the dependencies parse the header themselves and must agree with it.
+AUTHORIZATION_FORMS = [
+    "Bearer {}",
+    "bearer {}",
+    "BEARER {}",
+    "Bearer  {}  ",
+    "Bearer {} trailing",
+    "Bearer",
+    "Bearer ",
+    "Bearer    ",
+    " Bearer {}",
+    "Basic {}",
+    "Token {}",
+    "{}",
+    "",
+]
+
+
+@pytest.mark.parametrize("form", AUTHORIZATION_FORMS)
+async def test_the_bearer_header_is_read_as_fastapi_httpbearer_reads_it(
+    make_harness: HarnessFactory, form: str
+) -> None:
+    h = await make_harness()
+    access = (await h.login())["access_token"]
+    header = form.format(access)
+    scope = {"type": "http", "headers": [(b"authorization", header.encode())]}
+    credentials = await bearer_scheme(Request(scope))
+    for path in ("/me", "/verified", "/claims", "/principal"):
+        response = await h.client.get(path, headers={"Authorization": header})
+        if credentials is None:
+            assert response.status_code == 401, path
+            assert response.json() == {"detail": "Not authenticated."}
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+        elif credentials.credentials == access:
+            assert response.status_code == 200, path
+        else:  # the scheme found a token, just not this one (e.g. "<token> trailing")
+            assert response.status_code == 401, path
+            assert response.json() == {"detail": "Invalid token."}
 
 
 @pytest.mark.parametrize(

@@ -299,6 +299,13 @@ GARBAGE = [
     "W10.e30.",  # header is a JSON list
     "bnVsbA.e30.",  # header is null
     f"{b64json({'alg': 'HS256', 'kid': 'current'})}.!!!!.AAAA",
+    # A key is chosen from the header segment alone; the rest must still be refused.
+    b64json({"alg": "HS256", "kid": "current"}),
+    f"{b64json({'alg': 'HS256', 'kid': 'current'})}.",
+    f"{b64json({'alg': 'HS256', 'kid': 'current'})}..",
+    f"{b64json({'alg': 'HS256', 'kid': 'current'})}.{b64json(claims())}",
+    f"{b64json({'alg': 'HS256', 'kid': 'current'})}.{b64json(claims())}.!!!!",
+    f"{b64json({'alg': 'HS256', 'kid': 'current'})}.{b64json(claims())}.AAAA.AAAA",
     "a" * 20_000,
     f"{b64json({'alg': 'HS256', 'typ': 'at+jwt'})}.{'A' * 20_000}.",
 ]
