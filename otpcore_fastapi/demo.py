@@ -24,10 +24,16 @@ from typing import Any, Final
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Integer
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from otpcore.stores.sqlalchemy import BaseOTPUserTable, SQLAlchemyAdapter, TokenBlacklist
+from otpcore.stores.sqlalchemy import (
+    BaseOTPUserTable,
+    SQLAlchemyAdapter,
+    TokenBlacklist,
+    create_sqlite_engine,
+)
 from otpcore.tokens import Claims
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.dependencies import get_current_user_dependency, get_principal_dependency
@@ -107,7 +113,11 @@ def create_app(
     if database_url is None:
         path = Path(database or os.environ.get(DB_ENV) or DEFAULT_DB)
         database_url = f"sqlite+aiosqlite:///{path}"
-    engine = create_async_engine(database_url)
+    # SQLite as the adapter's documentation recommends (WAL, reset only what is open).
+    if make_url(database_url).get_backend_name() == "sqlite":
+        engine = create_sqlite_engine(database_url)
+    else:
+        engine = create_async_engine(database_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     config = DemoConfig(sender)
 

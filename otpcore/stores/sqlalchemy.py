@@ -21,6 +21,15 @@ cannot lazy-load; sessions work with either ``expire_on_commit`` setting. A roll
 them, as SQLAlchemy always does. On PostgreSQL, a call that is one statement (every read,
 ``save_challenge``, ``revoke``, ``purge_expired``) runs in autocommit when the session has no
 open transaction and no pending changes: one round-trip instead of BEGIN, statement, COMMIT.
+On SQLite a read already is one statement and no transaction (pysqlite begins one only
+before a write), so it stays as it is: switching aiosqlite to autocommit costs more thread
+hops than it saves. The hot-path reads bind their keys to a fixed number of parameters, so
+their SQL is compiled once, never re-rendered per call.
+
+SQLite engines: :func:`create_sqlite_engine` sets one up as recommended (WAL, a pool that
+rolls back only connections SQLite reports in a transaction, and keeps the connections it
+opens); with aiosqlite that saves a thread hop on every request, and, under load, reopening
+connections (each one a thread) all the time.
 
 Concurrency: every state change is one conditional statement (``UPDATE … WHERE id = :id AND
 otp_version = :expected``, checked by ``rowcount``; an INSERT under a unique key), so any
@@ -41,7 +50,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -59,6 +68,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    event,
     false,
     insert,
     inspect,
@@ -68,17 +78,24 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, Mapper, mapped_column
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Mapped, Mapper, Session, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.sql.expression import BindParameter
 
 from otpcore.challenge import ChallengeState
 from otpcore.errors import ConfigurationError, ContentionError, StorageError
 from otpcore.ports import Account, Revocation, user_key
 
-__all__ = ["BaseOTPUserTable", "SQLAlchemyAdapter", "TokenBlacklist", "UTCDateTime"]
+__all__ = [
+    "BaseOTPUserTable",
+    "SQLAlchemyAdapter",
+    "TokenBlacklist",
+    "UTCDateTime",
+    "create_sqlite_engine",
+]
 
 IdType = TypeVar("IdType")
 UserT = TypeVar("UserT", bound="BaseOTPUserTable[Any]")
@@ -92,11 +109,16 @@ _CODE_HASH = re.compile(r"[0-9a-f]{64}")
 _CUTOFF_RETRIES = 3
 _CUTOFF_KIND = "user"
 #: Dialects whose drivers switch to autocommit without a round-trip. There a one-statement
-#: call costs one round-trip instead of three (BEGIN, statement, COMMIT); aiosqlite would
-#: spend two extra thread hops switching, and pysqlite never opens a transaction for a
-#: SELECT anyway.
+#: call costs one round-trip instead of three (BEGIN, statement, COMMIT). Not SQLite: pysqlite
+#: never opens a transaction for a SELECT, so there is nothing to save, while aiosqlite would
+#: spend five extra thread hops per call switching the isolation level and back.
 _FREE_AUTOCOMMIT = frozenset({"postgresql"})
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+#: Revocation keys are bound as this many fixed parameters, unused ones NULL (which matches
+#: nothing), so the hot-path SQL is the same compiled text on every call: an expanding ``IN``
+#: would be re-rendered per call. Longer key lists fall back to an expanding parameter.
+_KEY_SLOTS = 4
+_KEY_NAMES = tuple(f"p_key{index}" for index in range(_KEY_SLOTS))
 
 
 class UTCDateTime(types.TypeDecorator[datetime]):
@@ -221,7 +243,9 @@ class _Plan:
     by_email: Select[Any]
     by_id: Select[Any]
     principal: Select[Any]
+    principal_many: Select[Any]
     revocations: Select[Any]
+    revocations_many: Select[Any]
     since: Select[Any]
     save: Update
     save_verified: Update
@@ -326,9 +350,20 @@ def _build_plan(user_model: type, blacklist_model: type) -> _Plan:
         .values(state_values)
     )
     revocation_columns = (b.jti, b.token_type, b.blacklisted_at, b.expires_at)
-    keys: BindParameter[Any] = bindparam("p_keys", expanding=True)
+    slots = b.jti.in_([bindparam(name, type_=b.jti.type) for name in _KEY_NAMES])
+    many: BindParameter[Any] = bindparam("p_keys", expanding=True)
     # A one-row anchor, so that revocations come back even when the user does not exist.
     anchor = select(user_pk.label("pid")).subquery("principal_id")
+
+    def principal(matches: Any) -> Select[Any]:
+        return (
+            select(user_model, *revocation_columns)
+            .select_from(anchor)
+            .outerjoin(user_model, pk == anchor.c.pid)
+            .outerjoin(blacklist, matches)
+            .execution_options(populate_existing=True)
+        )
+
     at, until = bindparam("p_at", type_=UTCDateTime()), bindparam("p_until", type_=UTCDateTime())
     now = bindparam("p_now", type_=UTCDateTime())
     reset = {"otp_code": None, "otp_created_at": None, "otp_attempts": 0}
@@ -347,12 +382,10 @@ def _build_plan(user_model: type, blacklist_model: type) -> _Plan:
         .where(u.email == bindparam("p_email", type_=u.email.type))
         .execution_options(populate_existing=True),
         by_id=select(user_model).where(pk == user_pk).execution_options(populate_existing=True),
-        principal=select(user_model, *revocation_columns)
-        .select_from(anchor)
-        .outerjoin(user_model, pk == anchor.c.pid)
-        .outerjoin(blacklist, b.jti.in_(keys))
-        .execution_options(populate_existing=True),
-        revocations=select(*revocation_columns).where(b.jti.in_(keys)),
+        principal=principal(slots),
+        principal_many=principal(b.jti.in_(many)),
+        revocations=select(*revocation_columns).where(slots),
+        revocations_many=select(*revocation_columns).where(b.jti.in_(many)),
         since=select(*revocation_columns)
         .where(b.blacklisted_at >= at, b.expires_at > now)
         .order_by(*blacklist.primary_key.columns),
@@ -424,6 +457,28 @@ def _revocation(row: Any) -> Revocation:
     return Revocation(key=row[0], kind=row[1], revoked_at=row[2], expires_at=row[3])
 
 
+def _key_params(keys: Sequence[str]) -> tuple[bool, dict[str, object]]:
+    """Whether ``keys`` fit the fixed slots, and the parameters binding them."""
+    unique = tuple(dict.fromkeys(keys))
+    if len(unique) > _KEY_SLOTS:
+        return False, {"p_keys": unique}
+    return True, dict(zip(_KEY_NAMES, unique + (None,) * (_KEY_SLOTS - len(unique)), strict=True))
+
+
+def _commit_keeping_loaded(session: Session) -> None:
+    """Commit without expiring loaded objects.
+
+    What the adapter loaded or wrote is current, and an async session cannot reload expired
+    attributes lazily, so its commits keep objects loaded whatever ``expire_on_commit`` says.
+    """
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
+
+
 class SQLAlchemyAdapter(Generic[UserT]):
     """The storage ports, and the reference's adapter methods, over one ``AsyncSession``.
 
@@ -464,15 +519,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
             await self.session.rollback()
 
     async def _commit(self) -> None:
-        # What this adapter loaded or wrote is current, and an async session cannot reload
-        # expired attributes lazily, so its commits keep objects loaded.
-        sync = self.session.sync_session
-        expire = sync.expire_on_commit
-        sync.expire_on_commit = False
-        try:
-            await self.session.commit()
-        finally:
-            sync.expire_on_commit = expire
+        await self.session.run_sync(_commit_keeping_loaded)
 
     async def _one_statement(self) -> None:
         """Call before a call's only statement: on a clean session, run it in autocommit.
@@ -653,16 +700,28 @@ class SQLAlchemyAdapter(Generic[UserT]):
         pk = self._parse_id(user_id)
         if pk is None:
             return None, await self._find_revocations(keys)
+        fixed, params = _key_params(keys)
+        params["p_id"] = pk
+        statement = self._plan.principal if fixed else self._plan.principal_many
         await self._one_statement()
-        result = await self.session.execute(self._plan.principal, {"p_id": pk, "p_keys": keys})
+        # The statement, the rows and the commit in one pass through SQLAlchemy's sync core.
+        return await self.session.run_sync(self._load_principal, statement, params, keys)
+
+    def _load_principal(
+        self,
+        session: Session,
+        statement: Select[Any],
+        params: Mapping[str, object],
+        keys: Sequence[str],
+    ) -> tuple[Account[UserT] | None, list[Revocation]]:
         user: UserT | None = None
         found = {}
-        for row in result:
+        for row in session.execute(statement, params):
             user = row[0]
             if row[1] is not None:
                 found[row[1]] = _revocation(row[1:])
         account = None if user is None else self._account(user)
-        await self._commit()
+        _commit_keeping_loaded(session)
         return account, [found[key] for key in dict.fromkeys(keys) if key in found]
 
     # -- RevocationStore ------------------------------------------------------------------
@@ -725,10 +784,17 @@ class SQLAlchemyAdapter(Generic[UserT]):
     async def _find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
         if not keys:
             return []
+        fixed, params = _key_params(keys)
+        statement = self._plan.revocations if fixed else self._plan.revocations_many
         await self._one_statement()
-        result = await self.session.execute(self._plan.revocations, {"p_keys": keys})
-        found = {row[0]: _revocation(row) for row in result}
-        await self._commit()
+        return await self.session.run_sync(self._revocations, statement, params, keys)
+
+    @staticmethod
+    def _revocations(
+        session: Session, statement: Select[Any], params: Mapping[str, object], keys: Sequence[str]
+    ) -> list[Revocation]:
+        found = {row[0]: _revocation(row) for row in session.execute(statement, params)}
+        _commit_keeping_loaded(session)
         return [found[key] for key in dict.fromkeys(keys) if key in found]
 
     @_unit_of_work
@@ -828,3 +894,88 @@ class SQLAlchemyAdapter(Generic[UserT]):
     async def cleanup_blacklist(self) -> int:
         """Delete every expired entry in one statement; the number removed."""
         return await self.purge_expired(self._clock())
+
+
+# -- SQLite engines ---------------------------------------------------------------------------
+
+
+def create_sqlite_engine(
+    url: str | URL,
+    *,
+    synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "NORMAL",
+    **options: Any,
+) -> AsyncEngine:
+    """An async engine on a SQLite file, set up as this adapter recommends.
+
+    - ``PRAGMA journal_mode=WAL``: readers and the writer do not block each other, so several
+      workers can share the file.
+    - ``PRAGMA synchronous=NORMAL`` (in WAL mode): a commit does not wait for an fsync. The
+      database stays consistent; a power loss or OS crash (not an application crash) can
+      lose the last commits before it. Pass ``synchronous="FULL"`` to keep every commit.
+    - Reset on return only when there is something to reset. SQLAlchemy rolls back every
+      connection returned to its pool; with aiosqlite each rollback is a thread hop, on every
+      request, though after a read SQLite has no transaction open (pysqlite begins one only
+      before a write). This engine rolls back a returned connection when SQLite reports a
+      transaction open, which is all a rollback could undo: SQLAlchemy's "custom reset
+      scheme" (``pool_reset_on_return=None`` and a ``reset`` event listener).
+    - Keep the connections it opens: ``pool_size=15, max_overflow=0``, the same 15 at most
+      as SQLAlchemy's default (5 kept, 10 more on demand), opened as needed. With the default,
+      beyond 5 concurrent requests every returned connection is closed and the next one
+      opened again, and each aiosqlite connection is a thread.
+
+    Args:
+        url: A ``sqlite+aiosqlite://`` URL.
+        synchronous: The ``PRAGMA synchronous`` level.
+        **options: More :func:`~sqlalchemy.ext.asyncio.create_async_engine` arguments; they
+            override these defaults.
+
+    Raises:
+        ConfigurationError: ``url`` is not a SQLite URL, or ``synchronous`` is not a level.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # Only the backend's name: the URL may hold a password.
+        raise ConfigurationError(
+            f"create_sqlite_engine needs a SQLite URL, not a {parsed.get_backend_name()} one"
+        )
+    if synchronous not in ("NORMAL", "FULL", "EXTRA"):
+        raise ConfigurationError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
+    defaults: dict[str, Any] = {"pool_reset_on_return": None}
+    if _is_file_db(parsed) and not {"poolclass", "pool"} & options.keys():
+        defaults |= {"pool_size": 15, "max_overflow": 0}
+    engine = create_async_engine(url, **(defaults | options))
+
+    def tune(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+        finally:
+            cursor.close()
+
+    event.listen(engine.sync_engine, "connect", tune)
+    event.listen(engine.sync_engine, "reset", _reset_sqlite)
+    return engine
+
+
+def _is_file_db(url: URL) -> bool:
+    # As SQLAlchemy decides between a queue pool (files) and a static pool (memory).
+    return url.database not in (None, "", ":memory:") and url.query.get("mode") != "memory"
+
+
+def _reset_sqlite(
+    dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState
+) -> None:
+    """Roll back a connection returned to the pool, unless SQLite has no transaction open.
+
+    Otherwise what SQLAlchemy's default reset does: nothing where it may not touch the
+    connection (``asyncio_safe`` false).
+    """
+    if not state.asyncio_safe:
+        return
+    try:
+        open_transaction = bool(record.driver_connection.in_transaction)  # type: ignore[union-attr]
+    except Exception:
+        open_transaction = True  # cannot tell: roll back, and let a failure invalidate it
+    if open_transaction:
+        dbapi_connection.rollback()

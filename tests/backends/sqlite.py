@@ -1,5 +1,7 @@
 """SQLite file databases through aiosqlite, one fresh file per test.
 
+The integer-key backend runs on a plain ``create_async_engine`` (what an application has
+before reading our docs), the UUID one on :func:`create_sqlite_engine` (what they recommend).
 Also home of :class:`SQLBackend`, which the PostgreSQL backends reuse: every ``store()``
 handle is a new ``AsyncSession``, as a web app opens one per request.
 """
@@ -16,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase
 
 from otpcore.ports import Store
-from otpcore.stores.sqlalchemy import BaseOTPUserTable, SQLAlchemyAdapter, TokenBlacklist
+from otpcore.stores.sqlalchemy import (
+    BaseOTPUserTable,
+    SQLAlchemyAdapter,
+    TokenBlacklist,
+    create_sqlite_engine,
+)
 from otpcore.testing.contract import Backend
 from tests.backends import BackendSpec
 from tests.backends.sql_models import Base, Blacklist, User, UuidBase, UuidBlacklist, UuidUser
@@ -48,16 +55,19 @@ class SQLBackend:
             yield SQLAlchemyAdapter(session, self.user_model, self.blacklist_model)
 
 
-def sqlite_engine(path: Path) -> AsyncEngine:
-    """An async engine on the SQLite file at ``path``."""
-    return create_async_engine(f"sqlite+aiosqlite:///{path}")
+def sqlite_engine(path: Path, *, recommended: bool = False) -> AsyncEngine:
+    """An async engine on the SQLite file at ``path``: plain, or the recommended one."""
+    url = f"sqlite+aiosqlite:///{path}"
+    return create_sqlite_engine(url) if recommended else create_async_engine(url)
 
 
 @asynccontextmanager
-async def sqlite_database(models: SQLModels) -> AsyncIterator[AsyncEngine]:
+async def sqlite_database(
+    models: SQLModels, *, recommended: bool = False
+) -> AsyncIterator[AsyncEngine]:
     """An engine on a new SQLite file holding the models' tables, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="otpcore-sqlite-") as directory:
-        engine = sqlite_engine(Path(directory) / "otp.db")
+        engine = sqlite_engine(Path(directory) / "otp.db", recommended=recommended)
         try:
             async with engine.begin() as connection:
                 await connection.run_sync(models[0].metadata.create_all)
@@ -67,22 +77,30 @@ async def sqlite_database(models: SQLModels) -> AsyncIterator[AsyncEngine]:
 
 
 def _opener(
-    name: str, models: SQLModels, *, expire_on_commit: bool
+    name: str, models: SQLModels, *, expire_on_commit: bool, recommended: bool
 ) -> Callable[[], AbstractAsyncContextManager[Backend]]:
     @asynccontextmanager
     async def open_backend() -> AsyncIterator[Backend]:
-        async with sqlite_database(models) as engine:
+        async with sqlite_database(models, recommended=recommended) as engine:
             yield SQLBackend(name, engine, models, expire_on_commit=expire_on_commit)
 
     return open_backend
 
 
-# The integer-key variant uses SQLAlchemy's default expire_on_commit=True, the UUID variant
-# the README's False: the adapter must work under both.
+# The integer-key variant uses SQLAlchemy's default expire_on_commit=True and engine, the
+# UUID variant the README's False and the recommended engine: the adapter must work under all.
 BACKENDS = [
-    BackendSpec("sqlite", _opener("sqlite", (Base, User, Blacklist), expire_on_commit=True)),
+    BackendSpec(
+        "sqlite",
+        _opener("sqlite", (Base, User, Blacklist), expire_on_commit=True, recommended=False),
+    ),
     BackendSpec(
         "sqlite-uuid",
-        _opener("sqlite-uuid", (UuidBase, UuidUser, UuidBlacklist), expire_on_commit=False),
+        _opener(
+            "sqlite-uuid",
+            (UuidBase, UuidUser, UuidBlacklist),
+            expire_on_commit=False,
+            recommended=True,
+        ),
     ),
 ]

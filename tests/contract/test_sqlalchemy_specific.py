@@ -1,8 +1,9 @@
 """What only the SQLAlchemy store promises, on SQLite and (when available) PostgreSQL.
 
 Model configuration errors, the reference's adapter methods, statement counts on the hot
-paths (observed with ``before_cursor_execute``), rollback on failure and the wrapping of
-storage failures.
+paths (observed with ``before_cursor_execute``) and, on SQLite, the driver's commits and
+rollbacks behind them, rollback on failure, the wrapping of storage failures, and the
+recommended SQLite engine. SQLite runs on a plain engine and on ``create_sqlite_engine``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
-from sqlalchemy import Integer, String, event, func, insert, select, text
+from sqlalchemy import Engine, Integer, String, event, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as create_engine
@@ -30,7 +33,7 @@ from otpcore.errors import ConfigurationError, StorageError
 from otpcore.policy import Policy
 from otpcore.ports import Revocation, session_key, user_key
 from otpcore.service import OTPAuth
-from otpcore.stores.sqlalchemy import SQLAlchemyAdapter, UTCDateTime
+from otpcore.stores.sqlalchemy import SQLAlchemyAdapter, UTCDateTime, create_sqlite_engine
 from otpcore.testing.clock import FakeClock
 from tests.backends.postgres import postgres_schema
 from tests.backends.sql_models import (
@@ -48,7 +51,7 @@ from tests.backends.sqlite import SQLModels, sqlite_database
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 HASH = hash_code(b"k" * 32, "a@example.com", "123456")
-DIALECTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+DIALECTS = ["sqlite", "sqlite-recommended", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 class _OtherBase(DeclarativeBase):
@@ -88,8 +91,8 @@ class Database:
 
 @asynccontextmanager
 async def _database(dialect: str, models: SQLModels) -> AsyncIterator[Database]:
-    if dialect == "sqlite":
-        async with sqlite_database(models) as engine:
+    if dialect.startswith("sqlite"):
+        async with sqlite_database(models, recommended=dialect == "sqlite-recommended") as engine:
             yield Database(engine, async_sessionmaker(engine, expire_on_commit=False))
     else:
         async with postgres_schema(models) as (engine, _):
@@ -137,6 +140,38 @@ def statements(engine: AsyncEngine, isolation: list[str] | None = None) -> Itera
         yield seen
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def driver_calls(monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine) -> Iterator[Counter[str]]:
+    """What reaches aiosqlite while the block runs: statements, commits, rollbacks.
+
+    Each is a hop to the connection's thread. ``commit open`` counts the commits made while
+    SQLite had a transaction open: the others are no-ops in ``sqlite3`` (it checks first).
+    """
+    calls: Counter[str] = Counter()
+    commit, rollback = aiosqlite.Connection.commit, aiosqlite.Connection.rollback
+
+    async def counted_commit(connection: aiosqlite.Connection) -> None:
+        calls["commit"] += 1
+        calls["commit open"] += connection.in_transaction
+        await commit(connection)
+
+    async def counted_rollback(connection: aiosqlite.Connection) -> None:
+        calls["rollback"] += 1
+        await rollback(connection)
+
+    def execute(*args: Any) -> None:
+        calls["statement"] += 1
+
+    monkeypatch.setattr(aiosqlite.Connection, "commit", counted_commit)
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", counted_rollback)
+    event.listen(engine.sync_engine, "before_cursor_execute", execute)
+    try:
+        yield calls
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", execute)
+        monkeypatch.undo()
 
 
 def _revocation(key: str, *, at: float = 0, ttl: float = 3600, kind: str = "access") -> Revocation:
@@ -356,6 +391,74 @@ async def test_load_principal_is_one_statement(db: Database) -> None:
     assert nothing == []
 
 
+@pytest.mark.parametrize("recommended", [False, True], ids=["plain-engine", "recommended-engine"])
+async def test_sqlite_principal_is_one_statement_and_no_transaction_work(
+    recommended: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The current-user hot path on SQLite with a clean session: one SELECT, and the commit
+    ending the session's transaction is a no-op in sqlite3. On the recommended engine the
+    pool's reset-on-return rollback is skipped too: nothing is open to roll back."""
+    async with sqlite_database((Base, User, Blacklist), recommended=recommended) as engine:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            account = await SQLAlchemyAdapter(session, User, Blacklist).create("a@example.com", {})
+        keys = ["j1", session_key("s1"), user_key(account.user_id)]
+        for _ in range(2):  # the first call may open the connection and compile
+            isolation: list[str] = []
+            with (
+                driver_calls(monkeypatch, engine) as calls,
+                statements(engine, isolation) as seen,
+            ):
+                async with sessions() as session:
+                    store = SQLAlchemyAdapter(session, User, Blacklist)
+                    found, revoked = await store.load_principal(account.user_id, keys)
+                    assert not session.in_transaction()
+            assert found is not None
+            assert revoked == []
+            assert [statement.split()[0] for statement in seen] == ["SELECT"]
+            assert isolation == [""]  # no switch to autocommit and back: hops on aiosqlite
+            expected = {"statement": 1, "commit": 1, "rollback": 0 if recommended else 1}
+            assert {name: calls[name] for name in expected} == expected
+            assert calls["commit open"] == 0
+
+
+async def test_hot_path_sql_is_compiled_once(db: Database) -> None:
+    """The revocation keys are fixed parameters: the SQL sent is the compiled text itself,
+    never re-rendered per call (as an expanding ``IN`` would be), whatever the key count."""
+    sent: list[tuple[str, str]] = []
+
+    def record(*args: Any) -> None:
+        sent.append((args[2], args[4].compiled.string))
+
+    async with db.adapter() as store:
+        account = await store.create("a@example.com", {})
+        for key in ("a", "b", "c", "d", "e"):
+            await store.revoke(_revocation(key))
+        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            for count in range(1, 5):
+                keys = ["a", "x", "b", "y"][:count]
+                _, revoked = await store.load_principal(account.user_id, keys)
+                assert [entry.key for entry in revoked] == [k for k in keys if k in "ab"]
+                found = await store.find_revocations(keys)
+                assert [entry.key for entry in found] == [k for k in keys if k in "ab"]
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        # More keys than slots, and repeated keys, still work (an expanding IN).
+        many = ["e", "a", "z", "e", "b", "q", "d", "c"]
+        _, revoked = await store.load_principal(account.user_id, many)
+        assert [entry.key for entry in revoked] == ["e", "a", "b", "d", "c"]
+        found = await store.find_revocations(many)
+        assert [entry.key for entry in found] == ["e", "a", "b", "d", "c"]
+        _, revoked = await store.load_principal(account.user_id, ["a", "a", "a", "a", "a"])
+        assert [entry.key for entry in revoked] == ["a"]
+    assert len(sent) == 8
+    assert all(statement == compiled for statement, compiled in sent)
+    principal = {statement for statement, _ in sent[0::2]}
+    revocations = {statement for statement, _ in sent[1::2]}
+    assert len(principal) == len(revocations) == 1
+
+
 async def test_revocation_check_is_one_in_query(db: Database) -> None:
     async with db.adapter() as store:
         for key in ("a", "b", "c"):
@@ -540,3 +643,76 @@ async def test_sqlite_error_cause_is_the_driver_error() -> None:
 def test_models_without_the_mixins_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="BaseOTPUserTable"):
         SQLAlchemyAdapter(AsyncSession(), _Plain, Blacklist)  # type: ignore[type-var]
+
+
+# -- the recommended SQLite engine ------------------------------------------------------------
+
+
+async def test_recommended_sqlite_engine_settings() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        engine = create_sqlite_engine(f"sqlite+aiosqlite:///{Path(directory) / 'otp.db'}")
+        full = create_sqlite_engine(
+            f"sqlite+aiosqlite:///{Path(directory) / 'full.db'}", synchronous="FULL"
+        )
+        try:
+            async with engine.connect() as connection:
+                mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                level = (await connection.exec_driver_sql("PRAGMA synchronous")).scalar()
+            async with full.connect() as connection:
+                full_level = (await connection.exec_driver_sql("PRAGMA synchronous")).scalar()
+            assert (mode, level, full_level) == ("wal", 1, 2)  # NORMAL, FULL
+            # The same 15 connections at most as SQLAlchemy's default, all of them kept.
+            async with AsyncExitStack() as stack:
+                for _ in range(15):
+                    await stack.enter_async_context(engine.connect())
+            assert (engine.pool.size(), engine.pool.checkedin()) == (15, 15)  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+            await full.dispose()
+
+
+async def test_recommended_sqlite_engine_still_rolls_back_an_open_transaction() -> None:
+    """A connection returned with a transaction open (here: behind SQLAlchemy's back) is
+    rolled back by the reset, and so releases SQLite's write lock."""
+    async with sqlite_database((Base, User, Blacklist), recommended=True) as engine:
+        drivers: list[aiosqlite.Connection] = []
+
+        def leave_open(sync_engine: Engine) -> None:
+            raw = sync_engine.raw_connection()
+            cursor = raw.cursor()
+            cursor.execute("INSERT INTO users (email) VALUES ('left@example.com')")
+            cursor.close()
+            drivers.append(raw.driver_connection)  # type: ignore[arg-type]
+            assert drivers[0].in_transaction
+            raw.close()  # back to the pool, uncommitted
+
+        async with engine.connect() as connection:
+            await connection.run_sync(lambda sync: leave_open(sync.engine))
+        assert not drivers[0].in_transaction
+        async with async_sessionmaker(engine)() as session:
+            store = SQLAlchemyAdapter(session, User, Blacklist)
+            await store.create("b@example.com", {})  # would wait on the lock otherwise
+            count = await session.scalar(select(func.count()).select_from(User))
+        assert count == 1
+
+
+async def test_recommended_sqlite_engine_arguments() -> None:
+    secret = "postgresql+asyncpg://user:hunter2@127.0.0.1/db"
+    with pytest.raises(ConfigurationError, match="postgresql") as raised:
+        create_sqlite_engine(secret)
+    assert "hunter2" not in str(raised.value)
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        create_sqlite_engine("sqlite+aiosqlite://", synchronous="OFF")  # type: ignore[arg-type]
+    # In memory, SQLAlchemy picks a static pool, which has no size to set; options override.
+    memory = create_sqlite_engine("sqlite+aiosqlite://")
+    with tempfile.TemporaryDirectory() as directory:
+        small = create_sqlite_engine(
+            f"sqlite+aiosqlite:///{Path(directory) / 'otp.db'}", pool_size=2, max_overflow=1
+        )
+        try:
+            async with memory.connect() as connection:
+                assert (await connection.exec_driver_sql("SELECT 1")).scalar() == 1
+            assert small.pool.size() == 2  # type: ignore[attr-defined]
+        finally:
+            await memory.dispose()
+            await small.dispose()
