@@ -37,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from otpcore.challenge import ChallengeState
 from otpcore.errors import ConfigurationError, ContentionError, StorageError
 from otpcore.ports import Account, Revocation, user_key
+from otpcore.stores._record import challenge_of
 
 __all__ = ["BaseOTPUserDocument", "MongoDBAdapter", "TokenBlacklistDocument"]
 
@@ -344,15 +345,7 @@ class MongoDBAdapter(Generic[UserT]):
             user_id=str(doc["_id"]),
             email=str(doc["email"]),
             is_verified=bool(user.is_verified),
-            challenge=ChallengeState(
-                code_hash=user.otp_code,
-                issued_at=user.otp_created_at,
-                attempts=user.otp_attempts,
-                failures=user.otp_failures,
-                last_request_at=user.last_otp_request_at,
-                last_failure_at=user.otp_last_failure_at,
-                version=user.otp_version,
-            ),
+            challenge=challenge_of(user),
             user=user,
         )
 

@@ -88,6 +88,7 @@ from sqlalchemy.sql.expression import BindParameter
 from otpcore.challenge import ChallengeState
 from otpcore.errors import ConfigurationError, ContentionError, StorageError
 from otpcore.ports import Account, Revocation, user_key
+from otpcore.stores._record import challenge_of
 
 __all__ = [
     "BaseOTPUserTable",
@@ -555,15 +556,7 @@ class SQLAlchemyAdapter(Generic[UserT]):
             user_id=str(getattr(user, self._plan.pk_key)),
             email=user.email,
             is_verified=user.is_verified,
-            challenge=ChallengeState(
-                code_hash=user.otp_code,
-                issued_at=user.otp_created_at,
-                attempts=user.otp_attempts,
-                failures=user.otp_failures,
-                last_request_at=user.last_otp_request_at,
-                last_failure_at=user.otp_last_failure_at,
-                version=user.otp_version,
-            ),
+            challenge=challenge_of(user),
             user=user,
         )
 
