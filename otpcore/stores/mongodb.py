@@ -65,7 +65,22 @@ _KEYS_FIELD = "_otpcore_keys"
 _REVOKED_FIELD = "_otpcore_revocations"
 
 
-class BaseOTPUserDocument(BaseModel):
+class _Document(BaseModel):
+    """What every document shares: ``_id`` read as text (an ObjectId's hex, or the string)."""
+
+    id: str | None = Field(default=None, alias="_id")
+
+    model_config = ConfigDict(
+        populate_by_name=True, from_attributes=True, arbitrary_types_allowed=True
+    )
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, ObjectId) else value
+
+
+class BaseOTPUserDocument(_Document):
     """A user document with everything OTP authentication needs; subclass to add fields.
 
     Attributes:
@@ -82,7 +97,6 @@ class BaseOTPUserDocument(BaseModel):
         otp_version: Incremented by every state change; the compare-and-set guard.
     """
 
-    id: str | None = Field(default=None, alias="_id")
     email: EmailStr
     is_verified: bool = False
     otp_code: str | None = Field(default=None, repr=False)
@@ -94,17 +108,8 @@ class BaseOTPUserDocument(BaseModel):
     otp_last_failure_at: datetime | None = None
     otp_version: int = 0
 
-    model_config = ConfigDict(
-        populate_by_name=True, from_attributes=True, arbitrary_types_allowed=True
-    )
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, ObjectId) else value
-
-
-class TokenBlacklistDocument(BaseModel):
+class TokenBlacklistDocument(_Document):
     """One revoked identifier: a token ``jti``, a session or a user's logout-all cutoff.
 
     Attributes:
@@ -115,20 +120,10 @@ class TokenBlacklistDocument(BaseModel):
         expires_at: When the entry stops mattering; a TTL index deletes it after that.
     """
 
-    id: str | None = Field(default=None, alias="_id")
     jti: str = Field(max_length=255)
     token_type: str = Field(max_length=10)
     blacklisted_at: datetime
     expires_at: datetime
-
-    model_config = ConfigDict(
-        populate_by_name=True, from_attributes=True, arbitrary_types_allowed=True
-    )
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, ObjectId) else value
 
 
 UserT = TypeVar("UserT", bound=BaseOTPUserDocument)
