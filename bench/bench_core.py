@@ -10,9 +10,9 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from otpcore import challenge
-from otpcore.codes import hash_code
-from otpcore.policy import Policy
+from otpcore.domain import challenge
+from otpcore.domain.codes import hash_code
+from otpcore.domain.policy import Policy
 
 ROUNDS = 7
 OPS = 20_000

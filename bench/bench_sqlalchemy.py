@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from otpcore.policy import Policy
+from otpcore.domain.policy import Policy
 from otpcore.service import OTPAuth
 from otpcore.stores.sqlalchemy import (
     BaseOTPUserTable,

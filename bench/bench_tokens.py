@@ -16,8 +16,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from otpcore.policy import Policy
-from otpcore.tokens import Claims, KeySet, SigningKey, TokenCodec
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import Claims
+from otpcore.tokens import KeySet, SigningKey, TokenCodec
 
 __all__ = ["TARGET_RATIO", "run"]
 

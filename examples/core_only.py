@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from otpcore import OTPAuth, Policy
-from otpcore.errors import RefreshReused, TokenRevoked
+from otpcore.domain.errors import RefreshReused, TokenRevoked
 from otpcore.stores.memory import MemoryStore
 
 

@@ -1,12 +1,12 @@
 """otpcore: passwordless e-mail OTP authentication, as a sans-IO core.
 
-The pure modules (:mod:`~otpcore.challenge`, :mod:`~otpcore.tokens`, :mod:`~otpcore.sessions`)
-decide; :class:`OTPAuth` orchestrates them over the storage ports of :mod:`otpcore.ports`.
+The pure core (:mod:`otpcore.domain`, :mod:`otpcore.tokens`) decides; :class:`OTPAuth`
+orchestrates it over the storage ports of :mod:`otpcore.ports`.
 """
 
-from otpcore.emails import InvalidEmail, normalize_email
-from otpcore.errors import OTPAuthError
-from otpcore.policy import Policy
+from otpcore.domain.emails import InvalidEmail, normalize_email
+from otpcore.domain.errors import OTPAuthError
+from otpcore.domain.policy import Policy
 from otpcore.service import Login, OTPAuth, Principal
 from otpcore.tokens import Claims, KeySet, SigningKey, VerificationKey
 

@@ -2,79 +2,26 @@
 
 Every write here is one atomic operation. Where two callers race, the docstring says what the
 loser sees; the service relies on exactly that and nothing more. Stores wrap driver failures
-in :class:`otpcore.errors.StorageError`, keeping the driver's exception as ``__cause__``, and
+in :class:`otpcore.domain.errors.StorageError`, keeping the driver's exception as ``__cause__``, and
 never leave a half-applied write behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from otpcore.challenge import ChallengeState
+from otpcore.domain.records import Account, ChallengeState, Revocation
 
 __all__ = [
-    "Account",
     "AccountStore",
     "CodeSender",
-    "Revocation",
     "RevocationStore",
     "Store",
-    "session_key",
-    "user_key",
 ]
 
 U = TypeVar("U")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Account(Generic[U]):
-    """One user as the service sees it.
-
-    Attributes:
-        user_id: The user's primary key as text (what tokens carry in ``sub``).
-        email: The normalized e-mail the account is found by.
-        is_verified: Whether the user has ever completed a code verification.
-        challenge: The code state, with its compare-and-set ``version``.
-        user: The application's own user object (ORM row, Pydantic document, …).
-    """
-
-    user_id: str
-    email: str
-    is_verified: bool
-    challenge: ChallengeState
-    user: U
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Revocation:
-    """One revoked identifier.
-
-    Attributes:
-        key: A token ``jti``, :func:`session_key` of a session id, or :func:`user_key`.
-        kind: ``"access"``, ``"refresh"``, ``"session"`` or ``"user"``.
-        revoked_at: When it was revoked. For ``"user"`` entries this is the cutoff: every
-            session that began at or before it is revoked.
-        expires_at: When keeping the entry stops mattering (every token it could match has
-            expired); purge removes it after that.
-    """
-
-    key: str
-    kind: str
-    revoked_at: datetime
-    expires_at: datetime
-
-
-def session_key(sid: str) -> str:
-    """Revocation key of a session (refresh-token family)."""
-    return f"sid:{sid}"
-
-
-def user_key(user_id: str) -> str:
-    """Revocation key holding a user's logout-all cutoff."""
-    return f"user:{user_id}"
 
 
 class AccountStore(Protocol[U]):

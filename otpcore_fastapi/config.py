@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from otpcore.errors import ConfigurationError
-from otpcore.policy import Policy
+from otpcore.domain.errors import ConfigurationError
+from otpcore.domain.policy import Policy
 from otpcore.ports import RevocationStore
 from otpcore.service import OTPAuth
 from otpcore.tokens import KeySet, SigningKey, VerificationKey

@@ -28,13 +28,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from otpcore.domain.records import Claims
 from otpcore.stores.sqlalchemy import (
     BaseOTPUserTable,
     SQLAlchemyAdapter,
     TokenBlacklist,
     create_sqlite_engine,
 )
-from otpcore.tokens import Claims
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.dependencies import get_current_user_dependency, get_principal_dependency
 from otpcore_fastapi.router import get_auth_router

@@ -21,9 +21,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 
-from otpcore.errors import OTPAuthError, UserNotVerified
+from otpcore.domain.errors import OTPAuthError, UserNotVerified
+from otpcore.domain.records import Claims
 from otpcore.service import OTPAuth
-from otpcore.tokens import Claims
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.http_errors import TokenMissing, http_exception
 from otpcore_fastapi.resolver import current_request

@@ -21,8 +21,8 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from otpcore.emails import InvalidEmail
-from otpcore.errors import OTPAuthError
+from otpcore.domain.emails import InvalidEmail
+from otpcore.domain.errors import OTPAuthError
 from otpcore_fastapi.schemas import ErrorResponse, UnprocessableResponse
 
 __all__ = [

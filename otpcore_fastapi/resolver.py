@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final, get_args, get_origin
 from fastapi import params
 from starlette.requests import HTTPConnection
 
-from otpcore.errors import ConfigurationError
+from otpcore.domain.errors import ConfigurationError
 
 __all__ = ["StoreResolver", "current_request"]
 

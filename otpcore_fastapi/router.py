@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
-from otpcore.errors import TokenInvalid
+from otpcore.domain.errors import TokenInvalid
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.dependencies import Bearer
 from otpcore_fastapi.http_errors import ErrorCode, OTPAuthRoute, TokenMissing, openapi_responses

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from otpcore.challenge import ChallengeState
+from otpcore.domain.records import ChallengeState
 
 __all__ = ["OTPRecord", "challenge_of"]
 

@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from otpcore.challenge import ChallengeState
-from otpcore.ports import Account, Revocation, user_key
+from otpcore.domain.records import Account, ChallengeState, Revocation, RevocationKind, user_key
 
 __all__ = ["MemoryStore", "MemoryUser"]
 
@@ -114,7 +113,7 @@ class MemoryStore:
             at = max(at, current.revoked_at)
             expires_at = max(expires_at, current.expires_at)
         self._revocations[key] = Revocation(
-            key=key, kind="user", revoked_at=at, expires_at=expires_at
+            key=key, kind=RevocationKind.USER, revoked_at=at, expires_at=expires_at
         )
 
     async def find_revocations(self, keys: Sequence[str]) -> list[Revocation]:

@@ -34,9 +34,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "install them with: pip install 'otpcore[mongodb]'"
     ) from exc
 
-from otpcore.challenge import ChallengeState
-from otpcore.errors import ConfigurationError, ContentionError, StorageError
-from otpcore.ports import Account, Revocation, user_key
+from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
+from otpcore.domain.records import Account, ChallengeState, Revocation, RevocationKind, user_key
 from otpcore.stores._record import challenge_of
 
 __all__ = ["BaseOTPUserDocument", "MongoDBAdapter", "TokenBlacklistDocument"]
@@ -179,7 +178,7 @@ def _revocation(doc: Mapping[str, Any]) -> Revocation:
         raise StorageError("A revocation entry is missing its timestamps.")
     return Revocation(
         key=str(doc["jti"]),
-        kind=str(doc.get("token_type", "")),
+        kind=RevocationKind.parse(doc.get("token_type")),
         revoked_at=revoked_at,
         expires_at=expires_at,
     )
@@ -491,7 +490,12 @@ class MongoDBAdapter(Generic[UserT]):
         replacement guarded on the entry's integer ``revision``.
         """
         entry = _revocation_doc(
-            Revocation(key=user_key(user_id), kind="user", revoked_at=at, expires_at=expires_at)
+            Revocation(
+                key=user_key(user_id),
+                kind=RevocationKind.USER,
+                revoked_at=at,
+                expires_at=expires_at,
+            )
         )
         at, expires_at = entry["blacklisted_at"], entry["expires_at"]
         blacklist = self.blacklist_collection
@@ -651,7 +655,12 @@ class MongoDBAdapter(Generic[UserT]):
         """Revoke ``jti`` until ``expires_at``; revoking it again changes nothing."""
         now = datetime.now(UTC)
         await self.revoke(
-            Revocation(key=jti, kind=token_type, revoked_at=now, expires_at=expires_at)
+            Revocation(
+                key=jti,
+                kind=RevocationKind.parse(token_type),
+                revoked_at=now,
+                expires_at=expires_at,
+            )
         )
 
     async def is_blacklisted(self, jti: str) -> bool:

@@ -34,7 +34,7 @@ connections (each one a thread) all the time.
 Concurrency: every state change is one conditional statement (``UPDATE … WHERE id = :id AND
 otp_version = :expected``, checked by ``rowcount``; an INSERT under a unique key), so any
 number of processes may share the database. Driver and connection failures surface as
-:class:`otpcore.errors.StorageError` with the driver's exception as ``__cause__``.
+:class:`otpcore.domain.errors.StorageError` with the driver's exception as ``__cause__``.
 
 Upgrading from the reference's tables: ``otp_code`` now holds a 64-character HMAC (it was
 ``VARCHAR(20)``), and ``otp_failures``, ``otp_last_failure_at`` and ``otp_version`` are new
@@ -85,9 +85,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.sql.expression import BindParameter
 
-from otpcore.challenge import ChallengeState
-from otpcore.errors import ConfigurationError, ContentionError, StorageError
-from otpcore.ports import Account, Revocation, user_key
+from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
+from otpcore.domain.records import Account, ChallengeState, Revocation, RevocationKind, user_key
 from otpcore.stores._record import challenge_of
 
 __all__ = [
@@ -108,7 +107,7 @@ _R = TypeVar("_R")
 _DRIVER_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, ConnectionError)
 _CODE_HASH = re.compile(r"[0-9a-f]{64}")
 _CUTOFF_RETRIES = 3
-_CUTOFF_KIND = "user"
+_CUTOFF_KIND = RevocationKind.USER.value
 #: Dialects whose drivers switch to autocommit without a round-trip. There a one-statement
 #: call costs one round-trip instead of three (BEGIN, statement, COMMIT). Not SQLite: pysqlite
 #: never opens a transaction for a SELECT, so there is nothing to save, while aiosqlite would
@@ -455,7 +454,9 @@ def _unit_of_work(
 
 
 def _revocation(row: Any) -> Revocation:
-    return Revocation(key=row[0], kind=row[1], revoked_at=row[2], expires_at=row[3])
+    return Revocation(
+        key=row[0], kind=RevocationKind.parse(row[1]), revoked_at=row[2], expires_at=row[3]
+    )
 
 
 def _key_params(keys: Sequence[str]) -> tuple[bool, dict[str, object]]:
@@ -850,12 +851,12 @@ class SQLAlchemyAdapter(Generic[UserT]):
 
         Raises:
             ValueError: ``code_hash`` is not 64 lowercase hex characters, e.g. a plaintext
-                code; codes are stored only as ``otpcore.codes.hash_code(...)``.
+                code; codes are stored only as ``otpcore.domain.codes.hash_code(...)``.
         """
         if not isinstance(code_hash, str) or _CODE_HASH.fullmatch(code_hash) is None:
             raise ValueError(
                 "update_otp stores a code hash (64 lowercase hex characters from "
-                "otpcore.codes.hash_code), never the code itself"
+                "otpcore.domain.codes.hash_code), never the code itself"
             )
         await self._write_user(user, self._plan.set_code, p_otp_code=code_hash, p_now=self._clock())
 
@@ -877,7 +878,12 @@ class SQLAlchemyAdapter(Generic[UserT]):
     async def add_to_blacklist(self, jti: str, token_type: str, expires_at: datetime) -> None:
         """Revoke ``jti`` now until ``expires_at``; revoking it again changes nothing."""
         await self.revoke(
-            Revocation(key=jti, kind=token_type, revoked_at=self._clock(), expires_at=expires_at)
+            Revocation(
+                key=jti,
+                kind=RevocationKind.parse(token_type),
+                revoked_at=self._clock(),
+                expires_at=expires_at,
+            )
         )
 
     async def is_blacklisted(self, jti: str) -> bool:

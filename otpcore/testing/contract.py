@@ -19,10 +19,16 @@ from typing import Any, Protocol
 
 import pytest
 
-from otpcore.challenge import ChallengeState
-from otpcore.errors import AccountLocked, CodeInvalid, OTPAuthError, RefreshReused, TokenRevoked
-from otpcore.policy import Policy
-from otpcore.ports import Revocation, Store, session_key, user_key
+from otpcore.domain.errors import (
+    AccountLocked,
+    CodeInvalid,
+    OTPAuthError,
+    RefreshReused,
+    TokenRevoked,
+)
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import ChallengeState, Revocation, RevocationKind, session_key, user_key
+from otpcore.ports import Store
 from otpcore.service import Login, OTPAuth
 from otpcore.testing.clock import FakeClock
 
@@ -45,7 +51,9 @@ def _at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def _revocation(key: str, *, kind: str = "access", at: float = 0, ttl: float = 3600) -> Revocation:
+def _revocation(
+    key: str, *, kind: RevocationKind = RevocationKind.ACCESS, at: float = 0, ttl: float = 3600
+) -> Revocation:
     return Revocation(key=key, kind=kind, revoked_at=_at(at), expires_at=_at(at + ttl))
 
 
@@ -189,7 +197,9 @@ class StoreContract:
     async def test_revoke_inserts_once(self, backend: Backend) -> None:
         async with backend.store() as store:
             assert await store.revoke(_revocation("jti-1")) is True
-            assert await store.revoke(_revocation("jti-1", kind="refresh", at=5)) is False
+            assert (
+                await store.revoke(_revocation("jti-1", kind=RevocationKind.REFRESH, at=5)) is False
+            )
             found = await store.find_revocations(["jti-1"])
         assert found == [_revocation("jti-1")]
 
@@ -197,7 +207,9 @@ class StoreContract:
         self, backend: Backend
     ) -> None:
         async def revoke(store: Store[Any], index: int) -> bool:
-            return await store.revoke(_revocation("contended", kind="refresh", at=index))
+            return await store.revoke(
+                _revocation("contended", kind=RevocationKind.REFRESH, at=index)
+            )
 
         results = await _gather_in_handles(backend, 30, revoke)
         assert results.count(True) == 1

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from otpcore.policy import Policy
+from otpcore.domain.policy import Policy
 from otpcore.ports import Store
 from otpcore.service import OTPAuth
 from otpcore.stores.sqlalchemy import SQLAlchemyAdapter

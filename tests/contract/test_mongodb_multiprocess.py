@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from otpcore.errors import (
+from otpcore.domain.errors import (
     AccountLocked,
     CodeInvalid,
     ContentionError,
@@ -26,7 +26,7 @@ from otpcore.errors import (
     RefreshReused,
     TokenRevoked,
 )
-from otpcore.policy import Policy
+from otpcore.domain.policy import Policy
 from otpcore.service import Login, OTPAuth
 from otpcore.stores.mongodb import BaseOTPUserDocument, MongoDBAdapter
 from tests.backends.mongodb import BLACKLIST, DRIVERS, USERS, mongodb_database, mongodb_uri

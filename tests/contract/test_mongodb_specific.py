@@ -16,10 +16,9 @@ from pydantic import Field
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import ServerSelectionTimeoutError
 
-from otpcore.challenge import ChallengeState
-from otpcore.codes import hash_code
-from otpcore.errors import ConfigurationError, ContentionError, StorageError
-from otpcore.ports import Revocation, session_key
+from otpcore.domain.codes import hash_code
+from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
+from otpcore.domain.records import ChallengeState, Revocation, RevocationKind, session_key
 from otpcore.stores.mongodb import BaseOTPUserDocument, MongoDBAdapter, TokenBlacklistDocument
 from tests.backends.mongodb import (
     BLACKLIST,
@@ -219,7 +218,9 @@ async def test_indexes_are_ensured_lazily_once_per_process() -> None:
         assert created >= 4
         second = MongoDBAdapter(database, USERS, BLACKLIST, User)
         await second.create_user("b@example.com", username="bob")
-        await second.revoke(Revocation(key="j", kind="access", revoked_at=T0, expires_at=T0))
+        await second.revoke(
+            Revocation(key="j", kind=RevocationKind.ACCESS, revoked_at=T0, expires_at=T0)
+        )
         assert log.names.count("createIndexes") == created
     finally:
         await client.drop_database(database.name)
@@ -233,7 +234,9 @@ async def test_load_principal_is_one_round_trip() -> None:
     try:
         db = MongoDBAdapter(database, USERS, BLACKLIST, User, ttl_index=False)
         account = await db.create("a@example.com", {"username": "alice"})
-        revoked = Revocation(key=session_key("s1"), kind="session", revoked_at=T0, expires_at=T0)
+        revoked = Revocation(
+            key=session_key("s1"), kind=RevocationKind.SESSION, revoked_at=T0, expires_at=T0
+        )
         await db.revoke(revoked)
         log.names.clear()
         found, revocations = await db.load_principal(account.user_id, ["j1", session_key("s1")])
@@ -249,7 +252,7 @@ async def test_load_principal_is_one_round_trip() -> None:
 async def test_load_principal_with_dollar_keys_is_still_exact(mongo: MongoBackend) -> None:
     db = users(mongo)
     account = await db.create("a@example.com", {"username": "alice"})
-    entry = Revocation(key="$email", kind="access", revoked_at=T0, expires_at=T0)
+    entry = Revocation(key="$email", kind=RevocationKind.ACCESS, revoked_at=T0, expires_at=T0)
     await db.revoke(entry)
     found, revocations = await db.load_principal(account.user_id, ["$email", "a@example.com"])
     assert found is not None
@@ -279,7 +282,9 @@ async def test_object_id_and_string_ids_both_round_trip(mongo: MongoBackend) -> 
         # Documents written without otpcore's fields start at version 0 and can be saved.
         state = ChallengeState(code_hash=HASH, issued_at=T0, last_request_at=T0, version=1)
         assert await db.save_challenge(user_id, expected_version=0, state=state)
-        revoked = Revocation(key=f"user:{user_id}", kind="user", revoked_at=T0, expires_at=T0)
+        revoked = Revocation(
+            key=f"user:{user_id}", kind=RevocationKind.USER, revoked_at=T0, expires_at=T0
+        )
         await db.revoke(revoked)
         principal, found = await db.load_principal(user_id, ["k", revoked.key, "sid:x"])
         assert principal is not None
@@ -330,7 +335,9 @@ async def test_datetimes_are_kept_to_the_millisecond(mongo: MongoBackend) -> Non
     reloaded = await db.find_by_id(account.user_id)
     assert reloaded is not None
     assert reloaded.challenge.issued_at == T0 + timedelta(microseconds=123000)
-    await db.revoke(Revocation(key="j", kind="access", revoked_at=precise, expires_at=precise))
+    await db.revoke(
+        Revocation(key="j", kind=RevocationKind.ACCESS, revoked_at=precise, expires_at=precise)
+    )
     [entry] = await db.find_revocations(["j"])
     assert entry.revoked_at == T0 + timedelta(microseconds=123000)
     assert [e.key for e in await db.revocations_since(precise, now=T0)] == ["j"]
@@ -360,7 +367,9 @@ async def test_unreachable_server_is_a_storage_error(driver: str) -> None:
             await db.find_by_email("a@example.com")
         assert isinstance(caught.value.__cause__, ServerSelectionTimeoutError)
         with pytest.raises(StorageError):
-            await db.revoke(Revocation(key="j", kind="access", revoked_at=T0, expires_at=T0))
+            await db.revoke(
+                Revocation(key="j", kind=RevocationKind.ACCESS, revoked_at=T0, expires_at=T0)
+            )
         with pytest.raises(StorageError):
             await db.load_principal(str(ObjectId()), ["j"])
         with pytest.raises(StorageError):

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from otpcore.errors import TokenRevoked
+from otpcore.domain.errors import TokenRevoked
 from otpcore.service import Login
 from otpcore.stores.sqlalchemy import SQLAlchemyAdapter
 from tests.backends.postgres import postgres_schema, postgres_url

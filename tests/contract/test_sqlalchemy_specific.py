@@ -27,11 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from otpcore.challenge import ChallengeState
-from otpcore.codes import hash_code
-from otpcore.errors import ConfigurationError, StorageError
-from otpcore.policy import Policy
-from otpcore.ports import Revocation, session_key, user_key
+from otpcore.domain.codes import hash_code
+from otpcore.domain.errors import ConfigurationError, StorageError
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import ChallengeState, Revocation, RevocationKind, session_key, user_key
 from otpcore.service import OTPAuth
 from otpcore.stores.sqlalchemy import SQLAlchemyAdapter, UTCDateTime, create_sqlite_engine
 from otpcore.testing.clock import FakeClock
@@ -174,7 +173,9 @@ def driver_calls(monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine) -> Iterat
         monkeypatch.undo()
 
 
-def _revocation(key: str, *, at: float = 0, ttl: float = 3600, kind: str = "access") -> Revocation:
+def _revocation(
+    key: str, *, at: float = 0, ttl: float = 3600, kind: RevocationKind = RevocationKind.ACCESS
+) -> Revocation:
     return Revocation(
         key=key,
         kind=kind,
@@ -329,7 +330,10 @@ async def test_blacklist_methods(db: Database) -> None:
         assert await store.is_blacklisted("jti-3") is False
         [entry] = await store.find_revocations(["jti-1"])
         assert entry == Revocation(
-            key="jti-1", kind="access", revoked_at=T0, expires_at=T0 + timedelta(seconds=10)
+            key="jti-1",
+            kind=RevocationKind.ACCESS,
+            revoked_at=T0,
+            expires_at=T0 + timedelta(seconds=10),
         )
         assert await store.cleanup_blacklist() == 0
         clock.advance(10)
@@ -369,7 +373,7 @@ async def test_load_principal_is_one_statement(db: Database) -> None:
     async with db.adapter() as store:
         account = await store.create("a@example.com", {})
         await store.revoke(_revocation(session_key("s1")))
-        await store.revoke(_revocation(user_key(account.user_id), kind="user"))
+        await store.revoke(_revocation(user_key(account.user_id), kind=RevocationKind.USER))
         keys = ["j1", session_key("s1"), user_key(account.user_id)]
         isolation: list[str] = []
         with statements(db.engine, isolation) as seen:
@@ -586,7 +590,9 @@ async def test_datetimes_are_stored_as_utc_whatever_the_offset(db: Database) -> 
     local = T0.astimezone(plus_two)
     naive = T0.replace(tzinfo=None)
     async with db.adapter() as store:
-        await store.revoke(Revocation(key="tz", kind="access", revoked_at=local, expires_at=naive))
+        await store.revoke(
+            Revocation(key="tz", kind=RevocationKind.ACCESS, revoked_at=local, expires_at=naive)
+        )
         [entry] = await store.find_revocations(["tz"])
     assert entry.revoked_at == T0
     assert entry.expires_at == T0

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
+from otpcore.domain.records import Claims
 from otpcore.ports import Store
 from otpcore.stores.memory import MemoryStore, MemoryUser
 from otpcore.testing.clock import FakeClock
-from otpcore.tokens import Claims
 from otpcore_fastapi import (
     OTPAuthConfig,
     get_auth_router,

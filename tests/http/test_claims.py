@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from otpcore.errors import ReservedClaimError
-from otpcore.tokens import RESERVED_CLAIMS
+from otpcore.domain.errors import ReservedClaimError
+from otpcore.domain.records import RESERVED_CLAIMS
 from tests.http.conftest import EMAIL, HarnessFactory, RecordingConfig
 
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 import otpcore_fastapi
-from otpcore.errors import ConfigurationError
+from otpcore.domain.errors import ConfigurationError
 from otpcore.stores import mongodb, sqlalchemy
 from otpcore.stores.memory import MemoryStore
 from otpcore_fastapi import OTPAuthConfig

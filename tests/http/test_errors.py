@@ -10,8 +10,8 @@ import httpx
 import pytest
 from fastapi import Request
 
-from otpcore import errors
-from otpcore.errors import StorageError
+from otpcore.domain import errors
+from otpcore.domain.errors import StorageError
 from otpcore.stores.memory import MemoryStore
 from otpcore_fastapi import bearer_scheme, install_error_handlers
 from otpcore_fastapi import router as router_module

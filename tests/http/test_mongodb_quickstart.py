@@ -24,7 +24,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from otpcore.errors import ConfigurationError
+from otpcore.domain.errors import ConfigurationError
 from otpcore_fastapi import get_auth_router, get_current_user_dependency
 from tests.backends.mongodb import mongodb_uri
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, Request
 
-from otpcore.errors import ConfigurationError
+from otpcore.domain.errors import ConfigurationError
 from otpcore.ports import Store
 from otpcore.stores.memory import MemoryStore
 from otpcore_fastapi import get_auth_router, get_custom_claims_dependency

@@ -10,8 +10,14 @@ from typing import Any
 
 import pytest
 
-from otpcore.errors import AccountLocked, CodeCooldown, CodeInvalid, RefreshReused, TokenRevoked
-from otpcore.policy import Policy
+from otpcore.domain.errors import (
+    AccountLocked,
+    CodeCooldown,
+    CodeInvalid,
+    RefreshReused,
+    TokenRevoked,
+)
+from otpcore.domain.policy import Policy
 from otpcore.service import Login, OTPAuth
 from otpcore.stores.memory import MemoryStore, MemoryUser
 from otpcore.testing import FakeClock

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpcore.errors import TokenExpired, TokenInvalid
-from otpcore.policy import Policy
-from otpcore.tokens import KeySet, SigningKey, TokenCodec, TokenKind, VerificationKey
+from otpcore.domain.errors import TokenExpired, TokenInvalid
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import TokenKind
+from otpcore.tokens import KeySet, SigningKey, TokenCodec, VerificationKey
 
 SECRET = b"k" * 32
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Hypothesis drives ``request_code``/``submit_guess`` with a fake clock, stores the state that
 ``Issued``/``Accepted``/``Rejected`` carry (as the service does after its compare-and-set) and
-checks every outcome against a model written from the rules in ``otpcore.challenge``'s
+checks every outcome against a model written from the rules in ``otpcore.domain.challenge``'s
 docstring, plus safety invariants that hold whatever the model says.
 """
 
@@ -23,9 +23,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from otpcore.challenge import (
+from otpcore.domain.challenge import (
     Accepted,
-    ChallengeState,
     Cooldown,
     Expired,
     GuessOutcome,
@@ -38,8 +37,9 @@ from otpcore.challenge import (
     request_code,
     submit_guess,
 )
-from otpcore.codes import hash_code
-from otpcore.policy import Policy
+from otpcore.domain.codes import hash_code
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import ChallengeState
 
 SECRET = b"state-machine-secret-0123456789abcdef"
 EMAIL = "alice@example.com"

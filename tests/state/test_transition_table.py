@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-import otpcore.challenge as challenge
-from otpcore.challenge import (
+import otpcore.domain.challenge as challenge
+from otpcore.domain.challenge import (
     Accepted,
-    ChallengeState,
     Cooldown,
     Expired,
     Issued,
@@ -33,8 +32,9 @@ from otpcore.challenge import (
     request_code,
     submit_guess,
 )
-from otpcore.codes import hash_code
-from otpcore.policy import Policy
+from otpcore.domain.codes import hash_code
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import ChallengeState
 
 SECRET = b"transition-table-secret-0123456789ab"
 EMAIL = "alice@example.com"
@@ -67,7 +67,7 @@ OUTCOME_TYPES: dict[str, type[Outcome]] = {
 
 
 def parse_documented_table() -> dict[tuple[Phase, Input], frozenset[type[Outcome]]]:
-    """Read the reStructuredText table in ``otpcore.challenge.__doc__``."""
+    """Read the reStructuredText table in ``otpcore.domain.challenge.__doc__``."""
     doc = challenge.__doc__
     assert doc is not None
     lines = doc.splitlines()

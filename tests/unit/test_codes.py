@@ -1,4 +1,4 @@
-"""Code generation, keyed hashing and comparison (otpcore.codes)."""
+"""Code generation, keyed hashing and comparison (otpcore.domain.codes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from otpcore.codes import generate_code, hash_code, hashes_equal
+from otpcore.domain.codes import generate_code, hash_code, hashes_equal
 
 SECRET = b"k" * 32
 OTHER_SECRET = b"j" * 32

@@ -1,10 +1,10 @@
-"""E-mail normalization policy and refusals (otpcore.emails)."""
+"""E-mail normalization policy and refusals (otpcore.domain.emails)."""
 
 from __future__ import annotations
 
 import pytest
 
-from otpcore.emails import MAX_EMAIL_LENGTH, InvalidEmail, normalize_email
+from otpcore.domain.emails import MAX_EMAIL_LENGTH, InvalidEmail, normalize_email
 
 
 def _address_of_length(length: int) -> str:

@@ -1,4 +1,4 @@
-"""Policy validation at construction and the stepped resend backoff (otpcore.policy)."""
+"""Policy validation at construction and the stepped resend backoff (otpcore.domain.policy)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from otpcore.policy import MIN_SECRET_BYTES, Policy
+from otpcore.domain.policy import MIN_SECRET_BYTES, Policy
 
 SECRET = b"s" * MIN_SECRET_BYTES
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from otpcore.emails import InvalidEmail
-from otpcore.errors import (
+from otpcore.domain.emails import InvalidEmail
+from otpcore.domain.errors import (
     AccountLocked,
     CodeCooldown,
     CodeExpired,
@@ -24,7 +24,7 @@ from otpcore.errors import (
     TokenRevoked,
     UserNotFound,
 )
-from otpcore.events import (
+from otpcore.domain.events import (
     AuthEvent,
     CodeRequested,
     CodeSent,
@@ -35,7 +35,7 @@ from otpcore.events import (
     RefreshReuseDetected,
     RefreshRotated,
 )
-from otpcore.policy import Policy
+from otpcore.domain.policy import Policy
 from otpcore.service import OTPAuth
 from otpcore.stores.memory import MemoryStore, MemoryUser
 from otpcore.testing import FakeClock

@@ -1,4 +1,4 @@
-"""Revocation decisions (otpcore.sessions): the mirror decides as the store-backed check does."""
+"""Revocation decisions (otpcore.domain.sessions): the mirror decides as the store does."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from otpcore.ports import Revocation, session_key, user_key
-from otpcore.sessions import (
+from otpcore.domain.records import (
+    Claims,
+    Revocation,
+    RevocationKind,
+    TokenKind,
+    session_key,
+    user_key,
+)
+from otpcore.domain.sessions import (
     Reused,
     RevocationMirror,
     Revoked,
@@ -17,7 +24,6 @@ from otpcore.sessions import (
     revocation_keys,
     revocation_verdict,
 )
-from otpcore.tokens import Claims, TokenKind
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=1)
@@ -37,21 +43,21 @@ def claims_of(kind: TokenKind) -> Claims:
     )
 
 
-def entry(key: str, kind: str, revoked_at: datetime = NOW) -> Revocation:
+def entry(key: str, kind: RevocationKind, revoked_at: datetime = NOW) -> Revocation:
     return Revocation(key=key, kind=kind, revoked_at=revoked_at, expires_at=LATER)
 
 
 #: Every entry that can apply to claims_of(...), and some that must not.
 ENTRIES = {
-    "token": entry("jti-1", "access"),
-    "session": entry(session_key("sid-1"), "session"),
-    "user-after": entry(user_key("user-1"), "user"),  # cutoff after the session began
+    "token": entry("jti-1", RevocationKind.ACCESS),
+    "session": entry(session_key("sid-1"), RevocationKind.SESSION),
+    "user-after": entry(user_key("user-1"), RevocationKind.USER),  # cutoff after the session began
     "user-before": entry(  # cutoff before the session began: does not apply
-        user_key("user-1"), "user", datetime.fromtimestamp(AUTH_TIME - 1, tz=UTC)
+        user_key("user-1"), RevocationKind.USER, datetime.fromtimestamp(AUTH_TIME - 1, tz=UTC)
     ),
-    "other-token": entry("jti-2", "access"),
-    "other-session": entry(session_key("sid-2"), "session"),
-    "other-user": entry(user_key("user-2"), "user"),
+    "other-token": entry("jti-2", RevocationKind.ACCESS),
+    "other-session": entry(session_key("sid-2"), RevocationKind.SESSION),
+    "other-user": entry(user_key("user-2"), RevocationKind.USER),
 }
 COMBINATIONS = [
     combo

@@ -13,16 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from otpcore.errors import ReservedClaimError, TokenExpired, TokenInvalid
-from otpcore.policy import Policy
-from otpcore.tokens import (
-    RESERVED_CLAIMS,
-    Claims,
-    KeySet,
-    SigningKey,
-    TokenCodec,
-    VerificationKey,
-)
+from otpcore.domain.errors import ReservedClaimError, TokenExpired, TokenInvalid
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import RESERVED_CLAIMS, Claims
+from otpcore.tokens import KeySet, SigningKey, TokenCodec, VerificationKey
 
 SECRET = b"k" * 32
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -1,8 +1,8 @@
 """The async orchestrator any framework calls: load through the ports, decide with the pure
-core, write back with compare-and-set, and turn refusals into :mod:`otpcore.errors`.
+core, write back with compare-and-set, and turn refusals into :mod:`otpcore.domain.errors`.
 
-Nothing here decides whether someone gets in; :mod:`otpcore.challenge`,
-:mod:`otpcore.tokens` and :mod:`otpcore.sessions` do. A lost compare-and-set means another
+Nothing here decides whether someone gets in; :mod:`otpcore.domain.challenge`,
+:mod:`otpcore.tokens` and :mod:`otpcore.domain.sessions` do. A lost compare-and-set means another
 request changed the account first: the service reloads and decides again from the winner's
 state, at most ``max_retries`` times.
 """
@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, NoReturn, TypeVar, assert_never
 
-from otpcore import challenge, sessions
-from otpcore.codes import generate_code, hash_code
-from otpcore.emails import normalize_email
-from otpcore.errors import (
+from otpcore.domain import challenge, sessions
+from otpcore.domain.codes import generate_code, hash_code
+from otpcore.domain.emails import normalize_email
+from otpcore.domain.errors import (
     AccountLocked,
     CodeCooldown,
     CodeExpired,
@@ -36,7 +36,7 @@ from otpcore.errors import (
     TokenRevoked,
     UserNotFound,
 )
-from otpcore.events import (
+from otpcore.domain.events import (
     AuthEvent,
     CodeRequested,
     CodeSent,
@@ -49,11 +49,13 @@ from otpcore.events import (
     RefreshReuseDetected,
     RefreshRotated,
 )
-from otpcore.policy import Policy
-from otpcore.ports import Account, RevocationStore, Store
-from otpcore.tokens import Claims, KeySet, TokenCodec, TokenKind
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import Account, Claims, TokenKind
+from otpcore.ports import RevocationStore, Store
+from otpcore.service.results import Login, Principal
+from otpcore.tokens import KeySet, TokenCodec
 
-__all__ = ["Login", "OTPAuth", "Principal"]
+__all__ = ["OTPAuth", "RevocationSource"]
 
 U = TypeVar("U")
 
@@ -68,44 +70,6 @@ def utc_now() -> datetime:
 def new_token_id() -> str:
     """A fresh 128-bit identifier for ``jti`` and ``sid``."""
     return secrets.token_urlsafe(16)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Login(Generic[U]):
-    """A token pair, and whom it was issued to.
-
-    Attributes:
-        access_token: Short-lived bearer token.
-        refresh_token: Token that rotates into the next pair; keep it secret.
-        token_type: Always ``"bearer"``.
-        user: The application's user object.
-        user_id: ``sub`` of both tokens.
-        sid: The session both tokens belong to.
-        access_expires_at: When the access token stops working.
-        refresh_expires_at: When the refresh token stops working.
-    """
-
-    access_token: str
-    refresh_token: str
-    user: U
-    user_id: str
-    sid: str
-    access_expires_at: datetime
-    refresh_expires_at: datetime
-    token_type: str = "bearer"  # noqa: S105 - the OAuth 2.0 token type, not a secret
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Principal(Generic[U]):
-    """An authenticated access token: its verified claims and the current account."""
-
-    claims: Claims
-    account: Account[U]
-
-    @property
-    def user(self) -> U:
-        """The application's user object."""
-        return self.account.user
 
 
 RevocationSource = Callable[[], AbstractAsyncContextManager[RevocationStore]]
@@ -170,7 +134,7 @@ class OTPAuth(Generic[U]):
             clock: Returns the current aware-UTC time.
             randbelow: Random source for codes (``secrets.randbelow``).
             new_id: Source of ``jti``/``sid`` values.
-            events: Receives every :mod:`otpcore.events` event.
+            events: Receives every :mod:`otpcore.domain.events` event.
             auto_create_user: Create an account for an unknown e-mail on request.
             reveal_unknown_users: Raise :class:`UserNotFound` for unknown e-mails instead of
                 answering exactly as for a known one.

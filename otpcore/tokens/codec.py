@@ -1,62 +1,30 @@
-"""JWT issue and verification over pyjwt: pinned algorithms, key rotation, JWKS.
+"""JWT issue and verification over pyjwt: pinned algorithms, typed tokens, injected time.
 
 Pure: ``now`` and ``jti`` are parameters; nothing here reads the clock or draws randomness.
-Every refusal is a :class:`~otpcore.errors.TokenInvalid` or
-:class:`~otpcore.errors.TokenExpired` with a fixed message; pyjwt's own exceptions and
+Every refusal is a :class:`~otpcore.domain.errors.TokenInvalid` or
+:class:`~otpcore.domain.errors.TokenExpired` with a fixed message; pyjwt's own exceptions and
 messages never leave this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
-from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
+from jwt.algorithms import Algorithm, HMACAlgorithm
 from jwt.api_jws import PyJWS, get_unverified_header
 from jwt.api_jwt import PyJWT
 from jwt.exceptions import PyJWTError
 from jwt.types import HashlibHash
 
-from otpcore.errors import ReservedClaimError, TokenExpired, TokenInvalid
-from otpcore.policy import Policy
+from otpcore.domain.errors import ReservedClaimError, TokenExpired, TokenInvalid
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import RESERVED_CLAIMS, Claims, TokenKind
+from otpcore.tokens.keys import _PYJWT_ALGORITHMS, HMAC_MIN_BYTES, KeySet, LoadedKey
 
-__all__ = [
-    "RESERVED_CLAIMS",
-    "Claims",
-    "KeySet",
-    "SigningKey",
-    "TokenCodec",
-    "TokenKind",
-    "VerificationKey",
-]
-
-TokenKind: TypeAlias = Literal["access", "refresh"]
-
-#: Claims otpcore sets itself; custom claims may never name them.
-RESERVED_CLAIMS: Final[frozenset[str]] = frozenset(
-    {"sub", "iat", "nbf", "exp", "jti", "type", "sid", "iss", "aud", "auth_time"}
-)
-
-#: Key material: a secret (``HS*``), a PEM string/bytes, or a ``cryptography`` key object.
-_KeyMaterial: TypeAlias = "bytes | str | PrivateKeyTypes | PublicKeyTypes"
-
-_HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 §3.2
-_ALGORITHMS: Final = frozenset({*_HMAC_MIN_BYTES, "RS256", "ES256", "EdDSA"})
-_RSA_MIN_BITS: Final = 2048  # NIST SP 800-131A
-_PRIVATE_TYPES: Final = (
-    rsa.RSAPrivateKey,
-    ec.EllipticCurvePrivateKey,
-    ed25519.Ed25519PrivateKey,
-    ed448.Ed448PrivateKey,
-)
-# Reference implementations, used only to load keys and to build JWKs.
-_PYJWT_ALGORITHMS: Final = get_default_algorithms()
+__all__ = ["TokenCodec"]
 
 # JOSE `typ` per kind: RFC 9068 §2.1 for access tokens; "rt+jwt" mirrors it for refresh.
 _TYP: Final[Mapping[str, str]] = MappingProxyType({"access": "at+jwt", "refresh": "rt+jwt"})
@@ -67,172 +35,6 @@ _MAX_TOKEN_CHARS: Final = 16_384
 _INVALID: Final = "Invalid token."
 _WRONG_KIND: Final = "Token has the wrong type."
 _IMMATURE: Final = "Token is not yet valid."
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Claims:
-    """The verified contents of a token.
-
-    Attributes:
-        sub: Subject: the user identifier.
-        jti: Unique token identifier (the revocation key for this token).
-        sid: Session identifier: the refresh-token family this token belongs to.
-        type: ``"access"`` or ``"refresh"``.
-        iat: Issued at, unix seconds.
-        nbf: Not before, unix seconds.
-        exp: Expires at, unix seconds.
-        auth_time: When the session began (the code was verified), unix seconds, ms precision.
-        extra: Custom claims only (nothing in :data:`RESERVED_CLAIMS`).
-    """
-
-    sub: str
-    jti: str
-    sid: str
-    type: TokenKind
-    iat: int
-    nbf: int
-    exp: int
-    auth_time: float
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the full payload (reserved and custom claims, without ``iss``/``aud``)."""
-        return {
-            **self.extra,
-            "sub": self.sub,
-            "jti": self.jti,
-            "sid": self.sid,
-            "type": self.type,
-            "iat": self.iat,
-            "nbf": self.nbf,
-            "exp": self.exp,
-            "auth_time": self.auth_time,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SigningKey:
-    """The key new tokens are signed with.
-
-    Attributes:
-        algorithm: One of HS256, HS384, HS512, RS256, ES256, EdDSA.
-        key: The secret (``HS*``), or a private key as PEM or a ``cryptography`` object.
-        kid: Key identifier written to the token header; required when rotating keys.
-    """
-
-    algorithm: str
-    key: bytes | str | PrivateKeyTypes = field(repr=False)
-    kid: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerificationKey:
-    """A further key tokens are accepted from (e.g. the previous key during rotation).
-
-    Attributes:
-        algorithm: The only algorithm accepted for tokens naming this key.
-        key: The secret (``HS*``), or a public (or private) key as PEM or a key object.
-        kid: Key identifier tokens carry in their header.
-    """
-
-    algorithm: str
-    key: bytes | str | PublicKeyTypes | PrivateKeyTypes = field(repr=False)
-    kid: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """A key parsed once: its pinned algorithm and the object pyjwt signs or verifies with."""
-
-    algorithm: str
-    algorithms: tuple[str]
-    key: Any
-    kid: str | None
-
-
-class KeySet:
-    """One signing key plus every key tokens are accepted from, parsed and checked once.
-
-    The signing key always verifies too. With more than one verification key every key needs
-    a distinct ``kid``, and a token is checked only against the key its header names, with
-    that key's algorithm.
-
-    Raises:
-        ValueError: An unsupported algorithm, a key that does not fit its algorithm (wrong
-            type or curve, RSA under 2048 bits, a PEM offered as an HMAC secret, a public key
-            to sign with), or missing/duplicate ``kid``s.
-    """
-
-    __slots__ = ("_by_kid", "_signing", "_verification")
-
-    def __init__(self, signing: SigningKey, verification: Sequence[VerificationKey] = ()) -> None:
-        self._signing = _load(signing.algorithm, signing.key, signing.kid, sign=True)
-        entries = [_verifier_of(self._signing)]
-        entries += [_load(v.algorithm, v.key, v.kid, sign=False) for v in verification]
-        if len(entries) > 1:
-            kids = [entry.kid for entry in entries]
-            if None in kids:
-                raise ValueError("every key needs a kid when there is more than one key")
-            if len(set(kids)) != len(kids):
-                raise ValueError("key ids (kid) must be unique")
-        self._verification: tuple[_Loaded, ...] = tuple(entries)
-        self._by_kid: dict[str | None, _Loaded] = {entry.kid: entry for entry in entries}
-
-    @classmethod
-    def symmetric(cls, secret: bytes | str, algorithm: str = "HS256") -> KeySet:
-        """A key set of one shared secret that both signs and verifies."""
-        if algorithm not in _HMAC_MIN_BYTES:
-            raise ValueError(f"symmetric algorithm must be one of {sorted(_HMAC_MIN_BYTES)}")
-        return cls(SigningKey(algorithm=algorithm, key=secret))
-
-    def jwks(self) -> dict[str, Any]:
-        """The public verification keys as a JWK Set (RFC 7517); never a shared secret."""
-        keys: list[dict[str, Any]] = []
-        for entry in self._verification:
-            if entry.algorithm in _HMAC_MIN_BYTES:
-                continue
-            jwk: dict[str, Any] = dict(
-                _PYJWT_ALGORITHMS[entry.algorithm].to_jwk(entry.key, as_dict=True)
-            )
-            jwk.pop("key_ops", None)  # RFC 7517 §4.3: not alongside "use"
-            jwk.update(alg=entry.algorithm, use="sig")
-            if entry.kid is not None:
-                jwk["kid"] = entry.kid
-            keys.append(jwk)
-        return {"keys": keys}
-
-
-def _load(algorithm: str, key: _KeyMaterial, kid: str | None, *, sign: bool) -> _Loaded:
-    if algorithm not in _ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {sorted(_ALGORITHMS)}, got {algorithm!r}")
-    if kid is not None and (not isinstance(kid, str) or not kid):
-        raise ValueError("kid must be a non-empty string")
-    reference = _PYJWT_ALGORITHMS[algorithm]
-    if algorithm in _HMAC_MIN_BYTES and not isinstance(key, bytes | str):
-        raise ValueError(f"{algorithm} needs a secret (bytes or str), not a key object")
-    try:
-        # pyjwt's own loader: PEM/SSH parsing, key family and curve checks, and for HMAC the
-        # refusal of PEM/JWK-shaped secrets (the HS/RS confusion defence).
-        loaded = reference.prepare_key(key)
-    except (PyJWTError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ValueError(f"key does not fit {algorithm}: {exc}") from None
-    if algorithm in _HMAC_MIN_BYTES:
-        return _Loaded(algorithm, (algorithm,), loaded, kid)
-    if isinstance(loaded, rsa.RSAPrivateKey | rsa.RSAPublicKey) and (
-        loaded.key_size < _RSA_MIN_BITS
-    ):
-        raise ValueError(f"RSA keys must have at least {_RSA_MIN_BITS} bits")
-    if sign and not isinstance(loaded, _PRIVATE_TYPES):
-        raise ValueError(f"the {algorithm} signing key must be a private key")
-    if not sign and isinstance(loaded, _PRIVATE_TYPES):
-        loaded = loaded.public_key()
-    return _Loaded(algorithm, (algorithm,), loaded, kid)
-
-
-def _verifier_of(signing: _Loaded) -> _Loaded:
-    if isinstance(signing.key, _PRIVATE_TYPES):
-        return _Loaded(signing.algorithm, signing.algorithms, signing.key.public_key(), signing.kid)
-    return signing
 
 
 class _CheckedHMAC(HMACAlgorithm):
@@ -268,7 +70,7 @@ class _CheckedHMAC(HMACAlgorithm):
         return None if self._is_checked(key) else super().check_key_length(key)
 
 
-def _signature_engine(keys: Sequence[_Loaded]) -> PyJWS:
+def _signature_engine(keys: Sequence[LoadedKey]) -> PyJWS:
     names = sorted({entry.algorithm for entry in keys})
     jws = PyJWS(algorithms=names)
     for name in names:
@@ -334,7 +136,7 @@ class TokenCodec:
         loaded = keys._verification
         if not policy.developer_mode:
             for entry in (keys._signing, *loaded):
-                minimum = _HMAC_MIN_BYTES.get(entry.algorithm)
+                minimum = HMAC_MIN_BYTES.get(entry.algorithm)
                 if minimum is not None and len(entry.key) < minimum:
                     raise ValueError(
                         f"{entry.algorithm} secrets must be at least {minimum} bytes outside "

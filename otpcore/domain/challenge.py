@@ -32,8 +32,9 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from otpcore.codes import hashes_equal
-from otpcore.policy import Policy
+from otpcore.domain.codes import hashes_equal
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import ChallengeState
 
 __all__ = [
     "Accepted",
@@ -51,29 +52,6 @@ __all__ = [
     "request_code",
     "submit_guess",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChallengeState:
-    """Everything that affects a code decision for one account.
-
-    Attributes:
-        code_hash: HMAC of the pending code, or ``None`` when none is pending.
-        issued_at: When the pending code was issued.
-        attempts: Guesses counted against the pending code.
-        failures: Consecutive wrong guesses across codes; reset only by a success.
-        last_request_at: When the last code was issued (for the resend cooldown).
-        last_failure_at: When the last wrong guess was counted (for the account lock).
-        version: Incremented by every stored transition; the compare-and-set guard.
-    """
-
-    code_hash: str | None = None
-    issued_at: datetime | None = None
-    attempts: int = 0
-    failures: int = 0
-    last_request_at: datetime | None = None
-    last_failure_at: datetime | None = None
-    version: int = 0
 
 
 class Phase(enum.Enum):

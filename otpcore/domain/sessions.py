@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from otpcore.policy import Policy
-from otpcore.ports import Revocation, session_key, user_key
-from otpcore.tokens import Claims
+from otpcore.domain.policy import Policy
+from otpcore.domain.records import Claims, Revocation, RevocationKind, session_key, user_key
 
 __all__ = [
     "Reused",
@@ -58,7 +57,7 @@ def revocation_keys(claims: Claims) -> tuple[str, str, str]:
 
 
 def _verdict_for(claims: Claims, entry: Revocation) -> Verdict | None:
-    if entry.kind == "user":
+    if entry.kind is RevocationKind.USER:
         if entry.key == user_key(claims.sub) and claims.auth_time <= entry.revoked_at.timestamp():
             return Revoked(by="user")
         return None
@@ -90,7 +89,9 @@ def revocation_verdict(claims: Claims, revocations: Iterable[Revocation]) -> Ver
 def rotation_marker(claims: Claims, *, now: datetime, policy: Policy) -> Revocation:
     """The entry that marks a refresh token as rotated; kept until the token expires."""
     expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo) + policy.leeway
-    return Revocation(key=claims.jti, kind="refresh", revoked_at=now, expires_at=expires)
+    return Revocation(
+        key=claims.jti, kind=RevocationKind.REFRESH, revoked_at=now, expires_at=expires
+    )
 
 
 def session_revocation(claims: Claims, *, now: datetime, policy: Policy) -> Revocation:
@@ -101,7 +102,7 @@ def session_revocation(claims: Claims, *, now: datetime, policy: Policy) -> Revo
     """
     return Revocation(
         key=session_key(claims.sid),
-        kind="session",
+        kind=RevocationKind.SESSION,
         revoked_at=now,
         expires_at=now + policy.refresh_lifetime + policy.leeway,
     )

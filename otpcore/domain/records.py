@@ -1,0 +1,168 @@
+"""The records every layer shares: code state, accounts, revocations, verified claims.
+
+Plain frozen values with no behaviour beyond naming their keys. The pure core decides over
+them, the ports carry them, the stores persist them; nothing here imports any of those.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
+
+__all__ = [
+    "RESERVED_CLAIMS",
+    "Account",
+    "ChallengeState",
+    "Claims",
+    "Revocation",
+    "RevocationKind",
+    "TokenKind",
+    "session_key",
+    "user_key",
+]
+
+U = TypeVar("U")
+
+TokenKind: TypeAlias = Literal["access", "refresh"]
+
+#: Claims otpcore sets itself; custom claims may never name them.
+RESERVED_CLAIMS: Final[frozenset[str]] = frozenset(
+    {"sub", "iat", "nbf", "exp", "jti", "type", "sid", "iss", "aud", "auth_time"}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeState:
+    """Everything that affects a code decision for one account.
+
+    Attributes:
+        code_hash: HMAC of the pending code, or ``None`` when none is pending.
+        issued_at: When the pending code was issued.
+        attempts: Guesses counted against the pending code.
+        failures: Consecutive wrong guesses across codes; reset only by a success.
+        last_request_at: When the last code was issued (for the resend cooldown).
+        last_failure_at: When the last wrong guess was counted (for the account lock).
+        version: Incremented by every stored transition; the compare-and-set guard.
+    """
+
+    code_hash: str | None = None
+    issued_at: datetime | None = None
+    attempts: int = 0
+    failures: int = 0
+    last_request_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claims:
+    """The verified contents of a token.
+
+    Attributes:
+        sub: Subject: the user identifier.
+        jti: Unique token identifier (the revocation key for this token).
+        sid: Session identifier: the refresh-token family this token belongs to.
+        type: ``"access"`` or ``"refresh"``.
+        iat: Issued at, unix seconds.
+        nbf: Not before, unix seconds.
+        exp: Expires at, unix seconds.
+        auth_time: When the session began (the code was verified), unix seconds, ms precision.
+        extra: Custom claims only (nothing in :data:`RESERVED_CLAIMS`).
+    """
+
+    sub: str
+    jti: str
+    sid: str
+    type: TokenKind
+    iat: int
+    nbf: int
+    exp: int
+    auth_time: float
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the full payload (reserved and custom claims, without ``iss``/``aud``)."""
+        return {
+            **self.extra,
+            "sub": self.sub,
+            "jti": self.jti,
+            "sid": self.sid,
+            "type": self.type,
+            "iat": self.iat,
+            "nbf": self.nbf,
+            "exp": self.exp,
+            "auth_time": self.auth_time,
+        }
+
+
+class RevocationKind(enum.StrEnum):
+    """What a revocation entry's key names; stored as its string value."""
+
+    #: One access token, by ``jti``.
+    ACCESS = "access"
+    #: One refresh token, by ``jti``: it was rotated (or blacklisted through the reference API).
+    REFRESH = "refresh"
+    #: A whole session, by :func:`session_key`.
+    SESSION = "session"
+    #: A user's logout-all cutoff, by :func:`user_key`.
+    USER = "user"
+
+    @classmethod
+    def parse(cls, value: str | None) -> RevocationKind:
+        """The kind a stored value names; an unknown value is a token-level revocation."""
+        try:
+            return cls(value or "")
+        except ValueError:
+            return cls.ACCESS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account(Generic[U]):
+    """One user as the service sees it.
+
+    Attributes:
+        user_id: The user's primary key as text (what tokens carry in ``sub``).
+        email: The normalized e-mail the account is found by.
+        is_verified: Whether the user has ever completed a code verification.
+        challenge: The code state, with its compare-and-set ``version``.
+        user: The application's own user object (ORM row, Pydantic document, …).
+    """
+
+    user_id: str
+    email: str
+    is_verified: bool
+    challenge: ChallengeState
+    user: U
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revocation:
+    """One revoked identifier.
+
+    Attributes:
+        key: A token ``jti``, :func:`session_key` of a session id, or :func:`user_key`.
+        kind: What the key names (:class:`RevocationKind`).
+        revoked_at: When it was revoked. For ``"user"`` entries this is the cutoff: every
+            session that began at or before it is revoked.
+        expires_at: When keeping the entry stops mattering (every token it could match has
+            expired); purge removes it after that.
+    """
+
+    key: str
+    kind: RevocationKind
+    revoked_at: datetime
+    expires_at: datetime
+
+
+def session_key(sid: str) -> str:
+    """Revocation key of a session (refresh-token family)."""
+    return f"sid:{sid}"
+
+
+def user_key(user_id: str) -> str:
+    """Revocation key holding a user's logout-all cutoff."""
+    return f"user:{user_id}"
