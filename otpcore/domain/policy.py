@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import MappingProxyType
+from typing import Final
 
-__all__ = ["MIN_SECRET_BYTES", "Policy"]
+__all__ = ["HMAC_MIN_BYTES", "MIN_SECRET_BYTES", "Policy", "check_secret"]
 
-#: HMAC and HS256 keys shorter than this are refused outside developer mode
-#: (RFC 7518 §3.2: an HS256 key must be at least as long as the 256-bit hash output).
-MIN_SECRET_BYTES = 32
+#: Shortest secret per HMAC algorithm outside developer mode (RFC 7518 §3.2: a key at least
+#: as long as the hash output).
+HMAC_MIN_BYTES: Final[Mapping[str, int]] = MappingProxyType({"HS256": 32, "HS384": 48, "HS512": 64})
+#: The shortest :attr:`Policy.secret` (it keys HMAC-SHA256) outside developer mode.
+MIN_SECRET_BYTES: Final = HMAC_MIN_BYTES["HS256"]
+# The reference README's example value: published, so it keys nothing outside developer mode.
+_PLACEHOLDER_SECRETS: Final = frozenset({b"your-secret-key-generate-with-openssl-rand-hex-32"})
+
+
+def check_secret(secret: bytes | str, *, algorithm: str = "HS256", developer_mode: bool) -> None:
+    """Refuse a secret that may not key ``algorithm`` (HMAC): the one rule for secrets.
+
+    Never empty; outside developer mode also at least the hash length (RFC 7518 §3.2:
+    32/48/64 bytes for HS256/384/512) and not the reference README's placeholder.
+
+    Args:
+        secret: The secret; a ``str`` counts as its UTF-8 bytes.
+        algorithm: The HMAC algorithm it keys: HS256, HS384 or HS512.
+        developer_mode: Whether short and placeholder secrets are allowed.
+
+    Raises:
+        ValueError: The secret is refused; the message says how to generate a good one.
+    """
+    minimum = HMAC_MIN_BYTES.get(algorithm)
+    if minimum is None:
+        raise ValueError(f"algorithm must be one of {sorted(HMAC_MIN_BYTES)}, got {algorithm!r}")
+    raw = secret.encode() if isinstance(secret, str) else secret
+    hint = f"generate one with: openssl rand -hex {minimum}"
+    if not raw:
+        raise ValueError(f"secret must be set; {hint}")
+    if developer_mode:
+        return
+    if len(raw) < minimum:
+        raise ValueError(
+            f"secret must be at least {minimum} bytes outside developer mode for {algorithm} "
+            f"(RFC 7518 §3.2); {hint}"
+        )
+    if raw.strip() in _PLACEHOLDER_SECRETS:
+        raise ValueError(
+            "secret is the published placeholder from the reference README, refused outside "
+            f"developer mode; {hint}"
+        )
 
 
 def _default_backoff() -> tuple[tuple[int, timedelta], ...]:
@@ -66,13 +108,7 @@ class Policy:
     def __post_init__(self) -> None:
         if isinstance(self.secret, str):
             object.__setattr__(self, "secret", self.secret.encode())
-        if not self.secret:
-            raise ValueError("secret must be set; generate one with: openssl rand -hex 32")
-        if not self.developer_mode and len(self.secret) < MIN_SECRET_BYTES:
-            raise ValueError(
-                f"secret must be at least {MIN_SECRET_BYTES} bytes outside developer mode; "
-                "generate one with: openssl rand -hex 32"
-            )
+        check_secret(self.secret, developer_mode=self.developer_mode)
         if not 4 <= self.code_length <= 10:
             raise ValueError(f"code_length must be between 4 and 10, got {self.code_length}")
         if self.max_attempts < 1:

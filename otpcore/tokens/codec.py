@@ -1,5 +1,9 @@
 """JWT issue and verification over pyjwt: pinned algorithms, typed tokens, injected time.
 
+pyjwt's public signature layer (:class:`jwt.PyJWS`) signs and verifies; the registered claims
+the codec relies on are checked here, from the verified payload, so every check holds the
+same on every pyjwt version the package allows.
+
 Pure: ``now`` and ``jti`` are parameters; nothing here reads the clock or draws randomness.
 Every refusal is a :class:`~otpcore.domain.errors.TokenInvalid` or
 :class:`~otpcore.domain.errors.TokenExpired` with a fixed message; pyjwt's own exceptions and
@@ -8,21 +12,23 @@ messages never leave this module.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from jwt.algorithms import Algorithm, HMACAlgorithm
+from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS, get_unverified_header
-from jwt.api_jwt import PyJWT
 from jwt.exceptions import PyJWTError
-from jwt.types import HashlibHash
 
 from otpcore.domain.errors import ReservedClaimError, TokenExpired, TokenInvalid
-from otpcore.domain.policy import Policy
+from otpcore.domain.policy import HMAC_MIN_BYTES, Policy, check_secret
 from otpcore.domain.records import RESERVED_CLAIMS, Claims, TokenKind
-from otpcore.tokens.keys import _PYJWT_ALGORITHMS, HMAC_MIN_BYTES, KeySet, LoadedKey
+from otpcore.tokens.keys import KeySet, LoadedKey
+
+if TYPE_CHECKING:
+    from jwt.types import HashlibHash
 
 __all__ = ["TokenCodec"]
 
@@ -31,6 +37,10 @@ _TYP: Final[Mapping[str, str]] = MappingProxyType({"access": "at+jwt", "refresh"
 # Longer input is refused before parsing: pyjwt checks base64 character by character, so an
 # unbounded header would be a CPU lever for anyone who can send a request.
 _MAX_TOKEN_CHARS: Final = 16_384
+
+_HASHES: Final[Mapping[str, HashlibHash]] = MappingProxyType(
+    {"HS256": HMACAlgorithm.SHA256, "HS384": HMACAlgorithm.SHA384, "HS512": HMACAlgorithm.SHA512}
+)
 
 _INVALID: Final = "Invalid token."
 _WRONG_KIND: Final = "Token has the wrong type."
@@ -71,15 +81,17 @@ class _CheckedHMAC(HMACAlgorithm):
 
 
 def _signature_engine(keys: Sequence[LoadedKey]) -> PyJWS:
-    names = sorted({entry.algorithm for entry in keys})
-    jws = PyJWS(algorithms=names)
-    for name in names:
-        reference = _PYJWT_ALGORITHMS[name]
-        if isinstance(reference, HMACAlgorithm):
-            secrets = tuple(entry.key for entry in keys if entry.algorithm == name)
-            checked: Algorithm = _CheckedHMAC(reference.hash_alg, secrets)
-            jws.unregister_algorithm(name)
-            jws.register_algorithm(name, checked)
+    """A PyJWS that knows only the key set's algorithms, HMAC ones as :class:`_CheckedHMAC`."""
+    names = {entry.algorithm for entry in keys}
+    hmac_names = sorted(names.intersection(HMAC_MIN_BYTES))
+    # pyjwt's length check raises rather than warns for any key that skipped ours.
+    jws = PyJWS(
+        algorithms=sorted(names.difference(hmac_names)),
+        options={"verify_signature": True, "enforce_minimum_key_length": True},
+    )
+    for name in hmac_names:
+        secrets = tuple(entry.key for entry in keys if entry.algorithm == name)
+        jws.register_algorithm(name, _CheckedHMAC(_HASHES[name], secrets))
     return jws
 
 
@@ -115,8 +127,9 @@ class TokenCodec:
         policy: Lifetimes, ``iss``/``aud``, leeway and developer mode.
 
     Raises:
-        ValueError: An HMAC secret shorter than its hash (RFC 7518 §3.2: 32/48/64 bytes for
-            HS256/384/512) outside developer mode.
+        ValueError: An HMAC secret the policy refuses (see
+            :func:`~otpcore.domain.policy.check_secret`): outside developer mode, one shorter
+            than its hash (RFC 7518 §3.2: 32/48/64 bytes for HS256/384/512) or a placeholder.
     """
 
     __slots__ = (
@@ -125,45 +138,30 @@ class TokenCodec:
         "_fixed_claims",
         "_headers",
         "_issuer",
-        "_jwt",
+        "_jws",
         "_leeway",
         "_lifetimes",
+        "_required",
         "_signing",
         "_single",
     )
 
     def __init__(self, keys: KeySet, policy: Policy) -> None:
         loaded = keys._verification
-        if not policy.developer_mode:
-            for entry in (keys._signing, *loaded):
-                minimum = HMAC_MIN_BYTES.get(entry.algorithm)
-                if minimum is not None and len(entry.key) < minimum:
-                    raise ValueError(
-                        f"{entry.algorithm} secrets must be at least {minimum} bytes outside "
-                        "developer mode (RFC 7518 §3.2); generate one with: openssl rand -hex "
-                        f"{minimum}"
-                    )
-        self._jwt = PyJWT(
-            options={
-                # pyjwt would compare exp/nbf/iat with its own clock; the core takes `now`.
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_iss": True,
-                "verify_aud": True,
-                "strict_aud": True,
-                "verify_sub": True,
-                "verify_jti": True,
-                "require": sorted(
-                    RESERVED_CLAIMS - {"iss", "aud"}
-                    | ({"iss"} if policy.issuer is not None else set())
-                    | ({"aud"} if policy.audience is not None else set())
-                ),
-            }
+        for entry in (keys._signing, *loaded):
+            if entry.algorithm in HMAC_MIN_BYTES:
+                check_secret(
+                    entry.key, algorithm=entry.algorithm, developer_mode=policy.developer_mode
+                )
+        self._jws = _signature_engine((keys._signing, *loaded))
+        # Present and not null, as pyjwt's `require` option means it.
+        self._required = tuple(
+            sorted(
+                RESERVED_CLAIMS - {"iss", "aud"}
+                | ({"iss"} if policy.issuer is not None else set())
+                | ({"aud"} if policy.audience is not None else set())
+            )
         )
-        # pyjwt offers no public way to give PyJWT its signature engine; this one knows our
-        # already-checked HMAC secrets (see _CheckedHMAC) and offers only our algorithms.
-        self._jwt._jws = _signature_engine((keys._signing, *loaded))
         self._signing = keys._signing
         self._single = loaded[0] if len(loaded) == 1 else None
         self._by_kid = keys._by_kid
@@ -236,8 +234,10 @@ class TokenCodec:
         if extra:
             payload.update(extra)
         signing = self._signing
-        return self._jwt.encode(
-            payload, signing.key, algorithm=signing.algorithm, headers=headers, sort_headers=False
+        # As pyjwt's PyJWT.encode serializes a payload (compact JSON, UTF-8).
+        encoded = json.dumps(payload, separators=(",", ":")).encode()
+        return self._jws.encode(
+            encoded, signing.key, algorithm=signing.algorithm, headers=headers, sort_headers=False
         )
 
     def verify(self, token: str, *, kind: TokenKind, now: datetime) -> Claims:
@@ -271,20 +271,21 @@ class TokenCodec:
             if entry is None:
                 raise TokenInvalid(_INVALID)
         try:
-            decoded = self._jwt.decode_complete(
-                token,
-                entry.key,
-                algorithms=entry.algorithms,
-                issuer=self._issuer,
-                audience=self._audience,
-            )
+            decoded = self._jws.decode_complete(token, entry.key, algorithms=entry.algorithms)
+            payload: Any = json.loads(decoded["payload"])
         except Exception:
             # Fail closed: whatever pyjwt or the decoders raise on hostile input (including
-            # UnicodeError on lone surrogates) is a refusal, and none of its text escapes.
+            # UnicodeError on lone surrogates, RecursionError on deep JSON) is a refusal, and
+            # none of its text escapes.
             raise TokenInvalid(_INVALID) from None
         header: dict[str, Any] = decoded["header"]
-        payload: dict[str, Any] = decoded["payload"]
-        if header.get("kid", entry.kid) != entry.kid:
+        if (
+            not isinstance(payload, dict)
+            or not self._registered_claims_hold(payload)
+            or header.get("kid", entry.kid) != entry.kid
+            # RFC 7515 §4.1.11: no extension is understood here (pyjwt < 2.11 ignores crit).
+            or "crit" in header
+        ):
             raise TokenInvalid(_INVALID)
         if header.get("typ") != typ or payload["type"] != kind:
             raise TokenInvalid(_WRONG_KIND)
@@ -316,3 +317,24 @@ class TokenCodec:
                 {name: value for name, value in payload.items() if name not in RESERVED_CLAIMS}
             ),
         )
+
+    def _registered_claims_hold(self, payload: dict[str, Any]) -> bool:
+        """pyjwt's claim checks (``PyJWT._validate_claims``) with the options the codec needs.
+
+        Every required claim present and not null; ``iss`` equal to the configured issuer;
+        ``aud`` as pyjwt's ``strict_aud``: one string equal to the configured audience, and
+        absent (or empty) when none is configured; ``sub`` and ``jti`` strings. Times are
+        checked by :meth:`verify` against the caller's ``now``.
+        """
+        for name in self._required:
+            if payload.get(name) is None:
+                return False
+        # JSON decodes to plain types, so equal to a configured str means a str.
+        if self._issuer is not None and payload["iss"] != self._issuer:
+            return False
+        if self._audience is None:
+            if payload.get("aud"):
+                return False
+        elif payload["aud"] != self._audience:
+            return False
+        return isinstance(payload["sub"], str) and isinstance(payload["jti"], str)

@@ -16,15 +16,17 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import PyJWTError
 
+from otpcore.domain.policy import HMAC_MIN_BYTES, check_secret
+
 __all__ = ["HMAC_MIN_BYTES", "KeySet", "LoadedKey", "SigningKey", "VerificationKey"]
 
 #: Key material: a secret (``HS*``), a PEM string/bytes, or a ``cryptography`` key object.
 _KeyMaterial: TypeAlias = "bytes | str | PrivateKeyTypes | PublicKeyTypes"
 
-#: Shortest secret per HMAC algorithm (RFC 7518 §3.2: at least the hash output).
-HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 §3.2
 _ALGORITHMS: Final = frozenset({*HMAC_MIN_BYTES, "RS256", "ES256", "EdDSA"})
 _RSA_MIN_BITS: Final = 2048  # NIST SP 800-131A
+# RFC 7518 §3.4: ES256 is ECDSA on P-256 only. pyjwt before 2.13 signs with any curve.
+_EC_CURVES: Final = {"ES256": (ec.SECP256R1, "P-256")}
 _PRIVATE_TYPES: Final = (
     rsa.RSAPrivateKey,
     ec.EllipticCurvePrivateKey,
@@ -84,8 +86,8 @@ class KeySet:
 
     Raises:
         ValueError: An unsupported algorithm, a key that does not fit its algorithm (wrong
-            type or curve, RSA under 2048 bits, a PEM offered as an HMAC secret, a public key
-            to sign with), or missing/duplicate ``kid``s.
+            type or curve, RSA under 2048 bits, an empty HMAC secret or a PEM offered as one,
+            a public key to sign with), or missing/duplicate ``kid``s.
     """
 
     __slots__ = ("_by_kid", "_signing", "_verification")
@@ -139,10 +141,22 @@ def _load(algorithm: str, key: _KeyMaterial, kid: str | None, *, sign: bool) -> 
         # pyjwt's own loader: PEM/SSH parsing, key family and curve checks, and for HMAC the
         # refusal of PEM/JWK-shaped secrets (the HS/RS confusion defence).
         loaded = reference.prepare_key(key)
+        if algorithm in HMAC_MIN_BYTES:
+            # The floor every mode shares (never empty); the length rule needs the policy's
+            # developer mode, so the codec applies the rest of it. pyjwt < 2.13 takes b"".
+            check_secret(loaded, algorithm=algorithm, developer_mode=True)
     except (PyJWTError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ValueError(f"key does not fit {algorithm}: {exc}") from None
     if algorithm in HMAC_MIN_BYTES:
         return LoadedKey(algorithm, (algorithm,), loaded, kid)
+    if algorithm in _EC_CURVES:
+        curve, curve_name = _EC_CURVES[algorithm]
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+            raise ValueError(f"{algorithm} needs an elliptic-curve key")
+        if not isinstance(loaded.curve, curve):
+            raise ValueError(
+                f"{algorithm} needs a key on curve {curve_name}, not {loaded.curve.name}"
+            )
     if isinstance(loaded, rsa.RSAPrivateKey | rsa.RSAPublicKey) and (
         loaded.key_size < _RSA_MIN_BITS
     ):
