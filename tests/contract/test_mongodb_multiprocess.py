@@ -31,7 +31,7 @@ from otpcore.service import Login, OTPAuth
 from otpcore.stores.mongodb import BaseOTPUserDocument, MongoDBAdapter
 from tests.backends.mongodb import BLACKLIST, DRIVERS, USERS, mongodb_database, mongodb_uri
 
-pytestmark = pytest.mark.mongodb
+pytestmark = [pytest.mark.mongodb, pytest.mark.multiprocess]
 
 EMAIL = "target@example.com"
 RIGHT = "000000"  # developer mode: every code is zeros

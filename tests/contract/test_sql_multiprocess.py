@@ -24,7 +24,7 @@ from tests.backends.sql_models import Base, Blacklist, User
 from tests.contract import sql_workers
 from tests.contract.sql_workers import CORRECT_CODE, WRONG_CODE, Job, make_auth
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess]
 
 WORKERS = 4
 EMAIL = "target@example.com"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.browser
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -144,3 +145,28 @@ def test_demo_page_walks_the_whole_flow(demo: tuple[str, Path], browser: WebDriv
     # The page keeps the old access token on purpose; its session is revoked now.
     _click_and_wait(browser, "me", r"/me -> 401 .*revoked")
     _click_and_wait(browser, "refresh", r"refresh -> 401")
+
+
+def test_docs_render_offline_from_same_origin_assets(
+    demo: tuple[str, Path], browser: WebDriver
+) -> None:
+    """Swagger UI at /docs lists the auth endpoints and loads nothing from another origin."""
+    url, _ = demo
+    browser.get(url + "/docs")
+    paths = WebDriverWait(browser, 20).until(
+        lambda d: {e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        >= {"/auth/request-otp", "/auth/verify-otp", "/auth/refresh", "/auth/logout"}
+        and {e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")},
+        message="Swagger UI did not list the auth endpoints",
+    )
+    assert "/me" in paths
+    sources = browser.execute_script(
+        "return Array.from(document.querySelectorAll('script[src], link[href], img[src]'))"
+        ".map(e => e.src || e.href)"
+    )
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert any(s.endswith("/swagger-ui-bundle.js") for s in sources), sources
+    foreign = [s for s in [*sources, *loaded] if not s.startswith(url + "/")]
+    assert foreign == [], f"/docs loaded from other origins: {foreign}"

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.bench_http import ROUTES, log_in, serve
+
+pytestmark = pytest.mark.bench
 
 
 def test_the_benchmark_server_serves_every_measured_route(tmp_path: Path) -> None:
