@@ -1,14 +1,18 @@
 """The SQLAlchemy Quick Start as one runnable app: ``python examples/basic_usage.py``.
 
 It is the reference README's Quick Start with the import changed to ``otpcore_fastapi``,
-plus what running it locally needs: tables created at startup, a ``new_user_fields`` hook
-for the required ``username`` of auto-created users, and ``cookie_secure = False`` because
+plus what running it locally needs: the secret from ``OTP_SECRET_KEY`` (the reference's
+placeholder is refused), tables created at startup, a ``new_user_fields`` hook for the
+required ``username`` of auto-created users, and ``cookie_secure = False`` because
 http://127.0.0.1 is not https. Codes are printed to the terminal. Then open
-http://127.0.0.1:8000/docs.
+http://127.0.0.1:8000/docs (``--host`` and ``--port`` change where it listens).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -53,8 +57,9 @@ class Blacklist(TokenBlacklist, Base):
 
 
 class MyOTPConfig(OTPAuthConfig):
-    # Generate your own with: openssl rand -hex 32
-    secret_key = "your-secret-key-generate-with-openssl-rand-hex-32"  # noqa: S105 - placeholder
+    # From the environment (openssl rand -hex 32), the same on every host; without it a
+    # secret made for this process only, so tokens stop working when it restarts.
+    secret_key = os.environ.get("OTP_SECRET_KEY") or secrets.token_hex(32)
     developer_mode = False
     cookie_secure = False  # local http only; keep the default (True) behind https
 
@@ -132,5 +137,14 @@ async def check_claims(claims: dict[str, Any] = custom_claims) -> dict[str, Any]
     return {"custom_claims": claims}
 
 
+def main() -> None:
+    """Serve the app: ``--host`` (default 127.0.0.1) and ``--port`` (default 8000)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    args = parser.parse_args()
+    uvicorn.run(app, host=args.host, port=args.port)
+
+
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    main()
