@@ -9,37 +9,83 @@ held to by the contract suite. State lives only as long as the process.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from otpcore.domain.records import Account, ChallengeState, Revocation, RevocationKind, user_key
+from otpcore.stores._base import StoreBase
+from otpcore.stores._reference import ReferenceAPI
 
 __all__ = ["MemoryStore", "MemoryUser"]
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(slots=True, kw_only=True)
 class MemoryUser:
-    """The user object the memory store hands to the application."""
+    """The user object the memory store hands to the application: a snapshot of the user
+    as it was read, with the reference's code fields (``otp_code``, …) as properties."""
 
     id: str
     email: str
     is_verified: bool = False
     fields: dict[str, object] = field(default_factory=dict)
+    challenge: ChallengeState = field(default_factory=ChallengeState, repr=False)
+
+    @property
+    def otp_code(self) -> str | None:
+        """HMAC of the pending code, or ``None``."""
+        return self.challenge.code_hash
+
+    @property
+    def otp_created_at(self) -> datetime | None:
+        """When the pending code was issued."""
+        return self.challenge.issued_at
+
+    @property
+    def otp_attempts(self) -> int:
+        """Guesses counted against the pending code."""
+        return self.challenge.attempts
+
+    @property
+    def otp_failures(self) -> int:
+        """Consecutive wrong guesses across codes."""
+        return self.challenge.failures
+
+    @property
+    def last_otp_request_at(self) -> datetime | None:
+        """When the last code was issued."""
+        return self.challenge.last_request_at
+
+    @property
+    def otp_last_failure_at(self) -> datetime | None:
+        """When the last wrong guess was counted."""
+        return self.challenge.last_failure_at
+
+    @property
+    def otp_version(self) -> int:
+        """The compare-and-set guard."""
+        return self.challenge.version
 
 
-class MemoryStore:
+class MemoryStore(StoreBase, ReferenceAPI):
     """Users, code state and revocations in dictionaries.
 
     One instance is the database: hand the same instance to every service that should share
-    state.
+    state. Each read hands out a fresh :class:`MemoryUser` snapshot, as a database would.
+
+    Args:
+        clock: Current time for the reference methods that stamp users and entries.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._clock = clock
         self._ids = itertools.count(1)
         self._users: dict[str, MemoryUser] = {}
         self._by_email: dict[str, str] = {}
-        self._challenges: dict[str, ChallengeState] = {}
         self._revocations: dict[str, Revocation] = {}
 
     def _account(self, user_id: str) -> Account[MemoryUser] | None:
@@ -50,9 +96,16 @@ class MemoryStore:
             user_id=user.id,
             email=user.email,
             is_verified=user.is_verified,
-            challenge=self._challenges[user_id],
-            user=user,
+            challenge=user.challenge,
+            user=replace(user, fields=dict(user.fields)),
         )
+
+    def _reference_id(self, user: MemoryUser) -> str:
+        return user.id
+
+    def _show(self, user: MemoryUser, state: ChallengeState, verified: bool) -> None:
+        user.challenge = state
+        user.is_verified = verified
 
     async def find_by_email(self, email: str) -> Account[MemoryUser] | None:
         """See :meth:`otpcore.ports.AccountStore.find_by_email`."""
@@ -70,7 +123,6 @@ class MemoryStore:
             existing = str(next(self._ids))
             self._users[existing] = MemoryUser(id=existing, email=email, fields=dict(fields))
             self._by_email[email] = existing
-            self._challenges[existing] = ChallengeState()
         account = self._account(existing)
         assert account is not None
         return account
@@ -84,12 +136,12 @@ class MemoryStore:
         mark_verified: bool = False,
     ) -> bool:
         """See :meth:`otpcore.ports.AccountStore.save_challenge`."""
-        current = self._challenges.get(user_id)
-        if current is None or current.version != expected_version:
+        user = self._users.get(user_id)
+        if user is None or user.challenge.version != expected_version:
             return False
-        self._challenges[user_id] = state
+        user.challenge = state
         if mark_verified:
-            self._users[user_id].is_verified = True
+            user.is_verified = True
         return True
 
     async def load_principal(

@@ -1,0 +1,413 @@
+"""``SQLAlchemyAdapter``: the storage ports over the application's ``AsyncSession``.
+
+Session handling: every call is its own unit of work. It commits when it succeeds, reads
+included, so no transaction (and on SQLite no lock) outlives the call; as in the reference,
+that commit also commits whatever the application had pending in the same session. When it
+fails, :class:`~otpcore.stores._base.StoreBase` rolls it back, so nothing is left half-applied
+and the session stays usable. The adapter's commits never expire loaded objects, since what
+it returns is already current and an async session cannot lazy-load; sessions work with
+either ``expire_on_commit`` setting. A rollback expires them, as SQLAlchemy always does. On
+PostgreSQL, a call that is one statement (every read, ``save_challenge``, ``revoke``,
+``purge_expired``) runs in autocommit when the session has no open transaction and no
+pending changes: one round-trip instead of BEGIN, statement, COMMIT. On SQLite a read
+already is one statement and no transaction (pysqlite begins one only before a write), so
+it stays as it is: switching aiosqlite to autocommit costs more thread hops than it saves.
+
+Concurrency: every state change is one conditional statement (``UPDATE … WHERE id = :id AND
+otp_version = :expected``, checked by ``rowcount``; an INSERT under a unique key), so any
+number of processes may share the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from sqlalchemy import CursorResult, Select, inspect
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
+from otpcore.domain.records import Account, ChallengeState, Revocation, user_key
+from otpcore.stores._base import StoreBase
+from otpcore.stores._record import challenge_of
+from otpcore.stores._reference import ReferenceAPI
+from otpcore.stores.sqlalchemy.ids import parse_id
+from otpcore.stores.sqlalchemy.models import BaseOTPUserTable, TokenBlacklist
+from otpcore.stores.sqlalchemy.statements import (
+    CUTOFF_KIND,
+    STATE_COLUMNS,
+    key_params,
+    plan_for,
+    revocation_of,
+)
+
+__all__ = ["SQLAlchemyAdapter"]
+
+UserT = TypeVar("UserT", bound=BaseOTPUserTable[Any])
+
+_CUTOFF_RETRIES = 3
+#: Dialects whose drivers switch to autocommit without a round-trip. There a one-statement
+#: call costs one round-trip instead of three (BEGIN, statement, COMMIT). Not SQLite: pysqlite
+#: never opens a transaction for a SELECT, so there is nothing to save, while aiosqlite would
+#: spend five extra thread hops per call switching the isolation level and back.
+_FREE_AUTOCOMMIT = frozenset({"postgresql"})
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _commit_keeping_loaded(session: Session) -> None:
+    """Commit without expiring loaded objects.
+
+    What the adapter loaded or wrote is current, and an async session cannot reload expired
+    attributes lazily, so its commits keep objects loaded whatever ``expire_on_commit`` says.
+    """
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
+
+
+class SQLAlchemyAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
+    """The storage ports, and the reference's adapter methods, over one ``AsyncSession``.
+
+    Args:
+        session: The application's session (one per request).
+        user_model: The user model, inheriting :class:`BaseOTPUserTable`.
+        blacklist_model: The revocation model, inheriting :class:`TokenBlacklist`.
+        clock: Current time for the reference methods that stamp rows (``update_otp``,
+            ``add_to_blacklist``, ``cleanup_blacklist``, …).
+
+    Raises:
+        ConfigurationError: The models lack the mixins' columns or a single primary key.
+    """
+
+    #: What a broken or unreachable database raises; anything else is a programming error.
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        sa_exc.DBAPIError,
+        sa_exc.TimeoutError,
+        OSError,
+        ConnectionError,
+    )
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        user_model: type[UserT],
+        blacklist_model: type[TokenBlacklist],
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.session = session
+        self.user_model = user_model
+        self.blacklist_model = blacklist_model
+        self._clock = clock
+        self._plan = plan_for(user_model, blacklist_model)
+        bind = session.bind
+        self._dialect = None if bind is None else bind.dialect.name
+        self._autocommit = self._dialect in _FREE_AUTOCOMMIT
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        # The original error is what the caller needs; if the rollback fails too, the pool
+        # invalidates the connection.
+        with contextlib.suppress(Exception):
+            await self.session.rollback()
+
+    async def _commit(self) -> None:
+        await self.session.run_sync(_commit_keeping_loaded)
+
+    async def _one_statement(self) -> None:
+        """Call before a call's only statement: on a clean session, run it in autocommit.
+
+        One statement is atomic on its own, so this changes no outcome. Sessions with pending
+        changes or an open transaction keep their transaction, which the call then commits.
+        """
+        session = self.session
+        if (
+            self._autocommit
+            and not session.in_transaction()
+            and not (session.new or session.dirty or session.deleted)
+        ):
+            await session.connection(execution_options=_AUTOCOMMIT)
+
+    def _parse_id(self, user_id: str) -> object | None:
+        plan = self._plan
+        return parse_id(user_id, plan.pk_python_type, plan.pk_type, self._dialect)
+
+    def _account(self, user: UserT) -> Account[UserT]:
+        return Account(
+            user_id=str(getattr(user, self._plan.pk_key)),
+            email=user.email,
+            is_verified=user.is_verified,
+            challenge=challenge_of(user),
+            user=user,
+        )
+
+    def _sync(self, user: object | None, values: Mapping[str, object]) -> None:
+        """Show a conditional write on the in-session object without marking it dirty."""
+        if user is None:
+            return
+        for key, value in values.items():
+            set_committed_value(user, key, value)
+
+    def _loaded(self, pk: object) -> object | None:
+        identity = self._plan.mapper.identity_key_from_primary_key((pk,))
+        return self.session.identity_map.get(identity)
+
+    async def _user_where(self, column: str, value: object) -> UserT | None:
+        statement = self._plan.by_email if column == "email" else self._plan.by_id
+        await self._one_statement()
+        result = await self.session.execute(statement, {f"p_{column}": value})
+        user: UserT | None = result.scalars().first()
+        return user
+
+    def _reference_id(self, user: UserT) -> str:
+        pk = getattr(user, self._plan.pk_key)
+        if pk is None:
+            raise ValueError("the user has no id; load or create it through the adapter first")
+        return str(pk)
+
+    def _show(self, user: UserT, state: ChallengeState, verified: bool) -> None:
+        values: dict[str, object] = {
+            column: getattr(state, field) for field, column in STATE_COLUMNS.items()
+        }
+        values["is_verified"] = verified
+        self._sync(user, values)
+
+    # -- AccountStore ---------------------------------------------------------------------
+
+    async def find_by_email(self, email: str) -> Account[UserT] | None:
+        """See :meth:`otpcore.ports.AccountStore.find_by_email`."""
+        user = await self._user_where("email", email)
+        account = None if user is None else self._account(user)
+        await self._commit()
+        return account
+
+    async def find_by_id(self, user_id: str) -> Account[UserT] | None:
+        """See :meth:`otpcore.ports.AccountStore.find_by_id`."""
+        pk = self._parse_id(user_id)
+        if pk is None:
+            return None
+        user = await self._user_where("id", pk)
+        account = None if user is None else self._account(user)
+        await self._commit()
+        return account
+
+    async def create(self, email: str, fields: Mapping[str, object]) -> Account[UserT]:
+        """See :meth:`otpcore.ports.AccountStore.create`.
+
+        Raises:
+            ConfigurationError: The model has NOT NULL columns without a default that
+                ``fields`` does not fill, or ``fields`` names attributes it does not have.
+        """
+        return self._account(await self._insert_user(email, fields))
+
+    async def _insert_user(self, email: str, fields: Mapping[str, object]) -> UserT:
+        plan = self._plan
+        name = self.user_model.__name__
+        unknown = sorted(set(fields) - plan.attributes)
+        if unknown:
+            raise ConfigurationError(
+                f"new user fields name no attribute of {name}: {', '.join(unknown)}"
+            )
+        missing = [column for column in plan.required if column not in fields]
+        if missing:
+            raise ConfigurationError(
+                f"{name} has NOT NULL column(s) without a default that otpcore cannot fill: "
+                f"{', '.join(missing)}. Return values for them from the `new_user_fields` "
+                "hook (called with the e-mail of each new user), or give the column(s) a "
+                "default or server_default."
+            )
+        user = cast(Callable[..., UserT], self.user_model)(email=email, **fields)
+        self.session.add(user)
+        try:
+            await self.session.flush()
+        except sa_exc.IntegrityError as error:
+            await self.session.rollback()
+            existing = await self._user_where("email", email)
+            if existing is None:
+                # Another unique or NOT NULL constraint failed, not the e-mail race.
+                raise StorageError("The new user violates a database constraint.") from error
+            await self._commit()
+            return existing
+        # Columns left out of the INSERT are not loaded after a flush, and an async session
+        # cannot load them on access: NULL ones are known, server-filled ones need a reload.
+        unloaded = inspect(user).unloaded
+        self._sync(user, dict.fromkeys(unloaded & plan.null_by_default))
+        if unloaded & plan.server_filled:
+            await self.session.refresh(user)
+        await self._commit()
+        return user
+
+    async def save_challenge(
+        self,
+        user_id: str,
+        *,
+        expected_version: int,
+        state: ChallengeState,
+        mark_verified: bool = False,
+    ) -> bool:
+        """See :meth:`otpcore.ports.AccountStore.save_challenge`."""
+        pk = self._parse_id(user_id)
+        if pk is None:
+            return False
+        values = {
+            column: _utc(getattr(state, field)) if column.endswith("_at") else getattr(state, field)
+            for field, column in STATE_COLUMNS.items()
+        }
+        params: dict[str, object] = {f"p_{column}": value for column, value in values.items()}
+        params["p_id"] = pk
+        params["p_expected"] = expected_version
+        statement = self._plan.save_verified if mark_verified else self._plan.save
+        await self._one_statement()
+        result = cast(CursorResult[Any], await self.session.execute(statement, params))
+        saved = result.rowcount == 1
+        if saved:
+            if mark_verified:
+                values["is_verified"] = True
+            self._sync(self._loaded(pk), values)
+        await self._commit()
+        return saved
+
+    async def load_principal(
+        self, user_id: str, keys: Sequence[str]
+    ) -> tuple[Account[UserT] | None, list[Revocation]]:
+        """See :meth:`otpcore.ports.AccountStore.load_principal`.
+
+        One ``SELECT``: the user, left-joined to the revocations among ``keys``.
+        """
+        pk = self._parse_id(user_id)
+        if pk is None:
+            return None, await self._find_revocations(keys)
+        fixed, params = key_params(keys)
+        params["p_id"] = pk
+        statement = self._plan.principal if fixed else self._plan.principal_many
+        await self._one_statement()
+        # The statement, the rows and the commit in one pass through SQLAlchemy's sync core.
+        return await self.session.run_sync(self._load_principal, statement, params, keys)
+
+    def _load_principal(
+        self,
+        session: Session,
+        statement: Select[Any],
+        params: Mapping[str, object],
+        keys: Sequence[str],
+    ) -> tuple[Account[UserT] | None, list[Revocation]]:
+        user: UserT | None = None
+        found = {}
+        for row in session.execute(statement, params):
+            user = row[0]
+            if row[1] is not None:
+                found[row[1]] = revocation_of(row[1:])
+        account = None if user is None else self._account(user)
+        _commit_keeping_loaded(session)
+        return account, [found[key] for key in dict.fromkeys(keys) if key in found]
+
+    # -- RevocationStore ------------------------------------------------------------------
+
+    async def revoke(self, revocation: Revocation) -> bool:
+        """See :meth:`otpcore.ports.RevocationStore.revoke`."""
+        await self._one_statement()
+        try:
+            await self.session.execute(
+                self._plan.insert_revocation,
+                {
+                    "jti": revocation.key,
+                    "token_type": revocation.kind,
+                    "blacklisted_at": revocation.revoked_at,
+                    "expires_at": revocation.expires_at,
+                },
+            )
+            await self._commit()
+        except sa_exc.IntegrityError:
+            await self.session.rollback()
+            return False
+        return True
+
+    async def revoke_user(self, user_id: str, *, at: datetime, expires_at: datetime) -> None:
+        """See :meth:`otpcore.ports.RevocationStore.revoke_user`.
+
+        Raises:
+            ContentionError: The cutoff row kept vanishing between attempts (a purge racing).
+        """
+        key = user_key(user_id)
+        params = {"p_key": key, "p_at": at, "p_until": expires_at}
+        for _ in range(_CUTOFF_RETRIES):
+            # Raising in place is one atomic statement (CASE keeps the later value); only a
+            # user's first cutoff needs the INSERT, and losing that race means updating.
+            result = cast(
+                CursorResult[Any], await self.session.execute(self._plan.raise_cutoff, params)
+            )
+            if result.rowcount == 1:
+                await self._commit()
+                return
+            try:
+                await self.session.execute(
+                    self._plan.insert_revocation,
+                    {
+                        "jti": key,
+                        "token_type": CUTOFF_KIND,
+                        "blacklisted_at": at,
+                        "expires_at": expires_at,
+                    },
+                )
+                await self._commit()
+            except sa_exc.IntegrityError:
+                await self.session.rollback()
+                continue
+            return
+        raise ContentionError()
+
+    async def _find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
+        if not keys:
+            return []
+        fixed, params = key_params(keys)
+        statement = self._plan.revocations if fixed else self._plan.revocations_many
+        await self._one_statement()
+        return await self.session.run_sync(self._revocations, statement, params, keys)
+
+    @staticmethod
+    def _revocations(
+        session: Session, statement: Select[Any], params: Mapping[str, object], keys: Sequence[str]
+    ) -> list[Revocation]:
+        found = {row[0]: revocation_of(row) for row in session.execute(statement, params)}
+        _commit_keeping_loaded(session)
+        return [found[key] for key in dict.fromkeys(keys) if key in found]
+
+    async def find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
+        """See :meth:`otpcore.ports.RevocationStore.find_revocations`."""
+        return await self._find_revocations(keys)
+
+    async def revocations_since(self, cursor: datetime, *, now: datetime) -> list[Revocation]:
+        """See :meth:`otpcore.ports.RevocationStore.revocations_since`."""
+        await self._one_statement()
+        result = await self.session.execute(self._plan.since, {"p_at": cursor, "p_now": now})
+        found = [revocation_of(row) for row in result]
+        await self._commit()
+        return found
+
+    async def purge_expired(self, now: datetime) -> int:
+        """See :meth:`otpcore.ports.RevocationStore.purge_expired`. One ``DELETE``."""
+        await self._one_statement()
+        result = cast(
+            CursorResult[Any], await self.session.execute(self._plan.purge, {"p_now": now})
+        )
+        await self._commit()
+        return result.rowcount
