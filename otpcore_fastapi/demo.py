@@ -3,7 +3,8 @@
 An embedded SQLite file (``./otpcore-demo.db``, or ``--db`` / ``OTPCORE_DEMO_DB``), a console
 "mailer" that prints each code to the terminal (the documented developer-facing behaviour of
 this demo, nothing more: a real app sends e-mail), a page at ``/`` that walks through the
-whole flow in a browser in cookie mode, and the API docs at ``/docs``.
+whole flow in a browser in cookie mode, and the API docs at ``/docs`` (Swagger UI served by
+the demo itself, so they work offline).
 
 Not developer mode: codes are real random codes, and the secret is a strong one generated
 for this process only (so tokens stop working when the demo restarts, which is fine here).
@@ -37,6 +38,7 @@ from otpcore.stores.sqlalchemy import (
 )
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.dependencies import get_current_user_dependency, get_principal_dependency
+from otpcore_fastapi.docs_ui import offline_docs
 from otpcore_fastapi.router import get_auth_router
 
 __all__ = ["DemoBase", "DemoBlacklist", "DemoConfig", "DemoUser", "create_app", "main"]
@@ -138,7 +140,10 @@ def create_app(
         title="otpcore demo",
         description="Passwordless e-mail codes. Codes are printed in the demo's terminal.",
         lifespan=lifespan,
+        docs_url=None,  # offline_docs serves /docs with local assets (no CDN)
+        redoc_url=None,
     )
+    offline_docs(app)
     app.state.config = config
     app.state.engine = engine
     app.include_router(get_auth_router(get_otp_db, config), prefix="/auth", tags=["auth"])
