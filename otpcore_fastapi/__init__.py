@@ -25,6 +25,12 @@ from otpcore_fastapi.http_errors import (
     OTPAuthRoute,
     install_error_handlers,
 )
+from otpcore_fastapi.protocols import (
+    DatabaseAdapter,
+    OTPUserProtocol,
+    PydanticOTPUserProtocol,
+    SQLAlchemyUserModelProtocol,
+)
 from otpcore_fastapi.router import get_auth_router
 from otpcore_fastapi.schemas import (
     ErrorResponse,
@@ -37,6 +43,7 @@ from otpcore_fastapi.schemas import (
 )
 
 __all__ = [
+    "DatabaseAdapter",
     "ErrorCode",
     "ErrorResponse",
     "LogoutRequest",
@@ -45,8 +52,11 @@ __all__ = [
     "OTPAuthHTTPException",
     "OTPAuthRoute",
     "OTPRequest",
+    "OTPUserProtocol",
     "OTPVerify",
+    "PydanticOTPUserProtocol",
     "RefreshRequest",
+    "SQLAlchemyUserModelProtocol",
     "TokenResponse",
     "bearer_scheme",
     "get_auth_router",

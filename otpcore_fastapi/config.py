@@ -2,7 +2,10 @@
 
 Subclass it with class attributes, as in ``fastapi-otp-authentication``; every attribute of
 the reference keeps its name and meaning. Construction validates everything and builds the
-service once, so a misconfiguration fails at startup, never on a request.
+service, so a misconfiguration fails at startup, never on a request. A setting assigned on
+the instance afterwards (``config.otp_length = 8``) is validated on assignment and rebuilds
+the service; routers and dependencies read ``config.auth`` per request, so it takes effect
+for those already built too.
 """
 
 from __future__ import annotations
@@ -12,30 +15,56 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from otpcore.domain.errors import ConfigurationError
-from otpcore.domain.policy import Policy
+from otpcore.domain.policy import HMAC_MIN_BYTES, Policy, check_secret, is_production
 from otpcore.ports import RevocationStore
 from otpcore.service import OTPAuth
 from otpcore.tokens import KeySet, SigningKey, VerificationKey
-from otpcore_fastapi.resolver import StoreResolver, current_request
+from otpcore_fastapi.store_source import StoreSource, current_request
+from otpcore_fastapi.transport import RefreshTransport
 
-__all__ = ["OTPAuthConfig"]
+__all__ = ["OTPAuthConfig", "RevocationSource"]
 
 logger = logging.getLogger("otpcore_fastapi")
 
-_PRODUCTION_NAMES: Final = frozenset({"production", "prod"})
+#: Opens a revocation store for a claims-only mirror refresh: an async context manager.
+RevocationSource = Callable[[], AbstractAsyncContextManager[RevocationStore]]
+
 _ENV_VARIABLES: Final = ("OTPCORE_ENV", "ENVIRONMENT")
 _DELIVERY_MODES: Final = frozenset({"cookie", "body", "both"})
 _SAMESITE: Final = frozenset({"lax", "strict", "none"})
-_SYMMETRIC: Final = frozenset({"HS256", "HS384", "HS512"})
+#: Overridable methods whose instance assignment rebuilds the service, like a setting's.
+_HOOKS: Final = frozenset({"send_otp", "get_additional_claims", "new_user_fields", "now"})
+_SYMMETRIC: Final = frozenset(HMAC_MIN_BYTES)
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _environment() -> str | None:
+    # The first variable set wins, as documented for deployments.
+    for variable in _ENV_VARIABLES:
+        value = os.environ.get(variable)
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    # Everything derived from the settings, swapped in as one value so a failed rebuild
+    # leaves the previous one whole.
+    policy: Policy
+    keys: KeySet
+    auth: OTPAuth[Any]
+    transport: RefreshTransport
+    source: RevocationSource | None
 
 
 class OTPAuthConfig(ABC):
@@ -88,50 +117,43 @@ class OTPAuthConfig(ABC):
     #: Origins (``scheme://host[:port]``) besides the request's own allowed to send
     #: cookie-authenticated ``/refresh`` and ``/logout``.
     trusted_origins: Sequence[str] = ()
+    #: Where claims-only dependencies read revocations: a zero-argument callable returning an
+    #: async context manager that yields a ``RevocationStore``, e.g.
+    #: ``revocation_source = staticmethod(open_store)``. ``None`` (the default) opens the
+    #: ``get_otp_db`` given to ``get_auth_router``, through FastAPI's dependency injection.
+    revocation_source: RevocationSource | None = None
+
+    _current: _Built
 
     def __init__(self) -> None:
         """Validate every setting and build the service."""
-        self._check_environment()
-        self.validate_secret()
-        self._check_cookie_settings()
+        self._install(self._build())
+        object.__setattr__(self, "_built_once", True)
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which then still catch typos
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            """Assign; a setting or hook is validated and the service rebuilt at once.
+
+            Raises:
+                ConfigurationError: The new value cannot work; the previous one is kept.
+            """
+            _assign(self, name, value)
+
+        def __delattr__(self, name: str) -> None:
+            """Delete an instance value; a setting falls back to the class's, revalidated."""
+            _delete(self, name)
+
+    def _rebuild_or_restore(self, name: str, previous: object, missing: object) -> None:
         try:
-            self._policy = Policy(
-                secret=self.secret_key.encode(),
-                code_length=self.otp_length,
-                code_lifetime=self.otp_expiry,
-                max_attempts=self.max_otp_attempts,
-                resend_cooldown=timedelta(seconds=self.otp_rate_limit_seconds),
-                access_lifetime=self.access_token_lifetime,
-                refresh_lifetime=self.refresh_token_lifetime,
-                issuer=self.issuer,
-                audience=self.audience,
-                developer_mode=self.developer_mode,
-            )
-            self._keys = self._build_keys()
-            self._auth: OTPAuth[Any] = OTPAuth(
-                policy=self._policy,
-                store=None,
-                sender=self.send_otp,
-                keys=self._keys,
-                clock=self._clock(),
-                auto_create_user=self.auto_create_user,
-                reveal_unknown_users=self.reveal_unknown_users,
-                new_user_fields=self._hook("new_user_fields"),
-                claims_for=self._hook("get_additional_claims"),
-                mirror_interval=self.revocation_mirror_interval,
-                revocation_source=self._open_revocations,
-            )
-        except ConfigurationError:
+            built = self._build()
+        except BaseException:
+            if previous is missing:
+                object.__delattr__(self, name)
+            else:
+                object.__setattr__(self, name, previous)
             raise
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
-        self._resolver: StoreResolver | None = None
-        if self.developer_mode:
-            logger.warning(
-                "otpcore_fastapi: DEVELOPER MODE IS ON: every code is %s and short secrets "
-                "are accepted. Never run this in production.",
-                "0" * self.otp_length,
-            )
+        self._install(built)
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -152,71 +174,136 @@ class OTPAuthConfig(ABC):
         return _utc_now()
 
     def validate_secret(self) -> None:
-        """Refuse a missing secret, and one under 32 characters outside developer mode.
+        """Refuse a missing secret; outside developer mode also a short or placeholder one.
+
+        The rule is :func:`otpcore.domain.policy.check_secret` (at least 32 bytes for HS256,
+        48/64 for HS384/HS512, never the reference README's placeholder).
 
         Raises:
-            ConfigurationError: The secret is missing or too short.
+            ConfigurationError: The secret is missing, too short or the placeholder.
         """
         secret = getattr(self, "secret_key", None)
         if not isinstance(secret, str) or not secret:
             raise ConfigurationError(
                 "secret_key must be set. Generate one with: openssl rand -hex 32"
             )
-        if not self.developer_mode and len(secret) < 32:
-            raise ConfigurationError(
-                "secret_key must be at least 32 characters long. "
-                "Generate one with: openssl rand -hex 32"
-            )
+        algorithm = self.algorithm if self.algorithm in HMAC_MIN_BYTES else "HS256"
+        try:
+            check_secret(secret, algorithm=algorithm, developer_mode=self.developer_mode)
+        except ValueError as exc:
+            raise ConfigurationError(f"secret_key: {exc}") from exc
 
     # -- what the router and dependencies use --------------------------------------------------
 
     @property
     def auth(self) -> OTPAuth[Any]:
-        """The service, without a store; per request use ``auth.with_store(db)``."""
-        return self._auth
+        """The service, without a store; per request use ``auth.with_store(db)``.
+
+        Rebuilt when a setting is assigned, so read it per request rather than keeping it.
+        """
+        return self._current.auth
 
     @property
     def policy(self) -> Policy:
         """The validated policy."""
-        return self._policy
+        return self._current.policy
 
     @property
     def key_set(self) -> KeySet:
         """The token keys."""
-        return self._keys
+        return self._current.keys
+
+    @property
+    def transport(self) -> RefreshTransport:
+        """How the refresh token travels (cookie, body or both) and the CSRF check."""
+        return self._current.transport
 
     def jwks(self) -> dict[str, Any] | None:
         """The public keys as a JWK Set, or ``None`` when tokens use a shared secret."""
-        return self._keys.jwks() if self.private_key is not None else None
+        return self._current.keys.jwks() if self.private_key is not None else None
 
     def record_store_dependency(
         self, get_otp_db: Callable[..., Any], *, replace: bool = True
     ) -> None:
         """Remember where revocations live, for claims-only dependencies.
 
+        Not needed when ``revocation_source`` is set, which then takes precedence.
+
         Raises:
-            ConfigurationError: ``get_otp_db`` cannot be called outside FastAPI's DI.
+            ConfigurationError: ``get_otp_db`` cannot be solved on an arbitrary route.
         """
-        if self._resolver is not None and not replace:
+        recorded = self.__dict__.get("_store_source")
+        if recorded is not None and (not replace or recorded.dependency is get_otp_db):
             return
-        if self._resolver is not None and self._resolver.dependency is get_otp_db:
-            return
-        self._resolver = StoreResolver(get_otp_db)
+        object.__setattr__(self, "_store_source", StoreSource(get_otp_db))
 
     # -- construction helpers ----------------------------------------------------------------
 
-    def _check_environment(self) -> None:
-        if not self.developer_mode:
-            return
-        for variable in _ENV_VARIABLES:
-            value = os.environ.get(variable, "").strip().lower()
-            if value in _PRODUCTION_NAMES:
-                raise ConfigurationError(
-                    f"developer_mode is on but {variable}={value!r}: refusing to start. "
-                    "Developer mode makes every code zeros."
-                )
+    def _build(self) -> _Built:
+        self.validate_secret()
+        environment = _environment()
+        try:
+            policy = Policy(
+                secret=self.secret_key.encode(),
+                code_length=self.otp_length,
+                code_lifetime=self.otp_expiry,
+                max_attempts=self.max_otp_attempts,
+                resend_cooldown=timedelta(seconds=self.otp_rate_limit_seconds),
+                access_lifetime=self.access_token_lifetime,
+                refresh_lifetime=self.refresh_token_lifetime,
+                issuer=self.issuer,
+                audience=self.audience,
+                developer_mode=self.developer_mode,
+                environment=environment,
+            )
+            self._check_cookie_settings(environment)
+            keys = self._build_keys()
+            source = self._explicit_source()
+            auth: OTPAuth[Any] = OTPAuth(
+                policy=policy,
+                store=None,
+                sender=self.send_otp,
+                keys=keys,
+                clock=self._clock(),
+                auto_create_user=self.auto_create_user,
+                reveal_unknown_users=self.reveal_unknown_users,
+                new_user_fields=self._hook("new_user_fields"),
+                claims_for=self._hook("get_additional_claims"),
+                mirror_interval=self.revocation_mirror_interval,
+                revocation_source=source or self._open_recorded_source,
+            )
+            transport = RefreshTransport(self)
+        except ConfigurationError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(str(exc)) from exc
+        return _Built(policy=policy, keys=keys, auth=auth, transport=transport, source=source)
 
-    def _check_cookie_settings(self) -> None:
+    def _install(self, built: _Built) -> None:
+        was_developer = "_current" in self.__dict__ and self._current.policy.developer_mode
+        object.__setattr__(self, "_current", built)
+        if built.policy.developer_mode and not was_developer:
+            logger.warning(
+                "otpcore_fastapi: DEVELOPER MODE IS ON: every code is %s and short secrets "
+                "are accepted. Never run this in production.",
+                "0" * built.policy.code_length,
+            )
+
+    def _explicit_source(self) -> RevocationSource | None:
+        source = self.revocation_source
+        if source is None:
+            return None
+        # A plain function set as a class attribute comes back bound to this instance.
+        if getattr(source, "__self__", None) is self:
+            source = source.__func__  # type: ignore[attr-defined]
+        if not callable(source):
+            raise ConfigurationError(
+                f"revocation_source must be a callable returning an async context manager, "
+                f"got {source!r}"
+            )
+        return source
+
+    def _check_cookie_settings(self, environment: str | None) -> None:
         if self.refresh_token_delivery not in _DELIVERY_MODES:
             raise ConfigurationError(
                 "refresh_token_delivery must be 'cookie', 'body' or 'both', "
@@ -232,6 +319,25 @@ class OTPAuthConfig(ABC):
             raise ConfigurationError(f"cookie_path must start with '/', got {self.cookie_path!r}")
         if not self.cookie_name:
             raise ConfigurationError("cookie_name must not be empty")
+        # RFC 6265bis §4.1.3: browsers drop cookies whose prefix promises what they lack.
+        if self.cookie_name.startswith(("__Secure-", "__Host-")) and not self.cookie_secure:
+            raise ConfigurationError(
+                f"cookie_name {self.cookie_name!r} needs cookie_secure=True (browsers refuse "
+                "a __Secure- or __Host- cookie without Secure)"
+            )
+        if self.cookie_name.startswith("__Host-") and (
+            self.cookie_path != "/" or self.cookie_domain is not None
+        ):
+            raise ConfigurationError(
+                f"cookie_name {self.cookie_name!r} needs cookie_path='/' and no cookie_domain "
+                "(browsers refuse a __Host- cookie otherwise)"
+            )
+        uses_cookie = self.refresh_token_delivery in ("cookie", "both")
+        if uses_cookie and not self.cookie_secure and is_production(environment):
+            raise ConfigurationError(
+                f"cookie_secure=False in production (environment {environment!r}): the "
+                "refresh cookie would travel over plain HTTP. Set cookie_secure=True."
+            )
         for origin in self.trusted_origins:
             if "://" not in origin or origin.endswith("/"):
                 raise ConfigurationError(
@@ -261,20 +367,49 @@ class OTPAuthConfig(ABC):
         ]
         return KeySet(signing, others)
 
+    def _overridden(self, name: str) -> bool:
+        return name in self.__dict__ or getattr(type(self), name) is not getattr(
+            OTPAuthConfig, name
+        )
+
     def _clock(self) -> Callable[[], datetime]:
-        # The bound method only when a subclass overrides it: one call less per request.
-        return self.now if type(self).now is not OTPAuthConfig.now else _utc_now
+        # The bound method only when overridden: one call less per request.
+        return self.now if self._overridden("now") else _utc_now
 
     def _hook(self, name: str) -> Any:
-        # An hook left at its default returns {}: pass None so the core skips the call.
-        overridden = getattr(type(self), name) is not getattr(OTPAuthConfig, name)
-        return getattr(self, name) if overridden else None
+        # A hook left at its default returns {}: pass None so the core skips the call.
+        return getattr(self, name) if self._overridden(name) else None
 
-    def _open_revocations(self) -> AbstractAsyncContextManager[RevocationStore]:
-        resolver = self._resolver
-        if resolver is None:
+    def _open_recorded_source(self) -> AbstractAsyncContextManager[RevocationStore]:
+        recorded: StoreSource | None = self.__dict__.get("_store_source")
+        if recorded is None:
             raise ConfigurationError(
                 "claims-only dependencies need to know the store: build "
-                "get_auth_router(get_otp_db, config) (or a current-user dependency) first"
+                "get_auth_router(get_otp_db, config) (or a current-user dependency) first, "
+                "or set revocation_source"
             )
-        return resolver.open(current_request.get())
+        return recorded.open(current_request.get())
+
+
+def _assign(config: OTPAuthConfig, name: str, value: Any) -> None:
+    if name not in _REBUILT_BY or not config.__dict__.get("_built_once", False):
+        object.__setattr__(config, name, value)
+        return
+    missing = object()
+    previous = config.__dict__.get(name, missing)
+    object.__setattr__(config, name, value)
+    config._rebuild_or_restore(name, previous, missing)
+
+
+def _delete(config: OTPAuthConfig, name: str) -> None:
+    missing = object()
+    previous = config.__dict__.get(name, missing)
+    object.__delattr__(config, name)
+    if name in _REBUILT_BY and config.__dict__.get("_built_once", False):
+        config._rebuild_or_restore(name, previous, missing)
+
+
+#: Every setting (each annotated attribute, including those added later) and hook.
+_REBUILT_BY: Final = (
+    frozenset(name for name in OTPAuthConfig.__annotations__ if not name.startswith("_")) | _HOOKS
+)

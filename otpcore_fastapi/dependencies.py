@@ -5,8 +5,9 @@
 - custom claims / principal: :meth:`OTPAuth.authenticate_claims`, no round-trip at all except
   the revocation-mirror refresh, at most once per ``revocation_mirror_interval`` per worker.
 
-Everything per-configuration (the service, the bearer scheme) is built once, when the
-dependency is created; per request there is one ``with_store`` view and the check itself.
+The service is read from the config per request (one attribute read), so settings assigned
+on the config after the dependency was created apply; per request there is one
+``with_store`` view and the check itself.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these endpoint annotations at
@@ -21,12 +22,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 
-from otpcore.domain.errors import OTPAuthError, UserNotVerified
+from otpcore.domain.errors import OTPAuthError
 from otpcore.domain.records import Claims
-from otpcore.service import OTPAuth
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.http_errors import TokenMissing, http_exception
-from otpcore_fastapi.resolver import current_request
+from otpcore_fastapi.store_source import current_request
 
 __all__ = [
     "Bearer",
@@ -73,17 +73,17 @@ class _BearerDependency(SecurityBase):
     sub-dependency: one dependency less to solve on every protected request.
     """
 
-    def __init__(self, auth: OTPAuth[Any]) -> None:
+    def __init__(self, config: OTPAuthConfig) -> None:
         self.model = bearer_scheme.model
         self.scheme_name = bearer_scheme.scheme_name
-        self._auth = auth
+        self._config = config
 
     async def _claims(self, request: Request) -> Claims:
         token = _bearer_token(request)
         # A stale mirror is refreshed through get_otp_db, with this request's app overrides.
         marker = current_request.set(request)
         try:
-            return await self._auth.authenticate_claims(token)
+            return await self._config.auth.authenticate_claims(token)
         except OTPAuthError as exc:
             raise http_exception(exc) from None
         finally:
@@ -99,14 +99,14 @@ def _user_dependency(
         async def __call__(self, request: Request, db: Annotated[Any, Depends(get_otp_db)]) -> Any:
             token = _bearer_token(request)
             try:
-                principal = await self._auth.with_store(db).authenticate(token)
+                principal = await self._config.auth.with_store(db).authenticate(
+                    token, require_verified=verified
+                )
             except OTPAuthError as exc:
                 raise http_exception(exc) from None
-            if verified and not principal.account.is_verified:
-                raise http_exception(UserNotVerified())
             return principal.user
 
-    return CurrentUser(config.auth)
+    return CurrentUser(config)
 
 
 def get_current_user_dependency(
@@ -146,9 +146,11 @@ def get_principal_dependency(config: OTPAuthConfig) -> Callable[..., Awaitable[C
 
     No database round-trip: revocation is checked against this worker's mirror, refreshed
     at most every ``config.revocation_mirror_interval``. The mirror reads the store through
-    the ``get_otp_db`` recorded by :func:`~otpcore_fastapi.get_auth_router`.
+    ``config.revocation_source`` when set, else through the ``get_otp_db`` recorded by
+    :func:`~otpcore_fastapi.get_auth_router` (solved for the current request, so the app's
+    ``dependency_overrides`` apply).
     """
-    return _Principal(config.auth)
+    return _Principal(config)
 
 
 def get_custom_claims_dependency(
@@ -159,4 +161,4 @@ def get_custom_claims_dependency(
     Every reserved claim (``sub``, ``exp``, ``sid``, ``iss``, …) is excluded. Revocation is
     enforced as for :func:`get_principal_dependency`, with no database round-trip.
     """
-    return _CustomClaims(config.auth)
+    return _CustomClaims(config)

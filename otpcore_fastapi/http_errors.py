@@ -1,11 +1,14 @@
-"""The one table from otpcore error codes to HTTP responses, and the ways it is applied.
+"""The one table from exception classes to HTTP responses, and the ways it is applied.
 
 Every refusal the binding sends is ``{"detail": <message>, "code": <stable code>}`` with the
-status and headers from :data:`ERROR_TABLE`: 401s carry ``WWW-Authenticate: Bearer`` (with
-``error="invalid_token"`` for token refusals, RFC 6750 §3.1), 429s carry ``Retry-After`` when
-the core knows it. The auth router applies it through :class:`OTPAuthRoute`; dependencies on
-the application's own routes raise :class:`OTPAuthHTTPException`, which FastAPI's default
-handler renders as ``{"detail": …}`` and :func:`install_error_handlers` renders with the code.
+status and headers :data:`ERROR_TABLE` gives the exception's class (the nearest class in its
+MRO that the table lists, as fastapi-users' ``ErrorCode`` table is read): 401s carry
+``WWW-Authenticate: Bearer`` (with ``error="invalid_token"`` for token refusals, RFC 6750
+§3.1), 429s carry ``Retry-After`` when the core knows it. The auth router applies it through
+:class:`OTPAuthRoute`, which also caps request bodies and keeps FastAPI's 422 answerable for
+any input; dependencies on the application's own routes raise :class:`OTPAuthHTTPException`,
+which FastAPI's default handler renders as ``{"detail": …}`` and
+:func:`install_error_handlers` renders with the code.
 """
 
 from __future__ import annotations
@@ -18,15 +21,21 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.types import Message, Receive, Scope, Send
 
+from otpcore.domain import errors
 from otpcore.domain.emails import InvalidEmail
 from otpcore.domain.errors import OTPAuthError
 from otpcore_fastapi.schemas import ErrorResponse, UnprocessableResponse
 
 __all__ = [
     "ERROR_TABLE",
+    "MAX_BODY_BYTES",
+    "TABLE_ERRORS",
+    "BodyTooLarge",
     "CSRFRefused",
     "ErrorCode",
     "HTTPErrorSpec",
@@ -37,9 +46,14 @@ __all__ = [
     "http_exception",
     "install_error_handlers",
     "openapi_responses",
+    "spec_for",
 ]
 
 logger = logging.getLogger("otpcore_fastapi")
+
+#: The largest request body the auth router reads. Its bodies are a few hundred bytes; the
+#: longest field (a token) is bounded at 16 KiB.
+MAX_BODY_BYTES: Final = 64 * 1024
 
 
 class ErrorCode(StrEnum):
@@ -59,6 +73,7 @@ class ErrorCode(StrEnum):
     CSRF_REFUSED = "csrf_refused"
     USER_NOT_FOUND = "user_not_found"
     INVALID_EMAIL = "invalid_email"
+    BODY_TOO_LARGE = "body_too_large"
     DELIVERY_FAILED = "delivery_failed"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     AUTH_ERROR = "auth_error"
@@ -78,10 +93,18 @@ class CSRFRefused(OTPAuthError):
     default_message = "Cross-site request refused."
 
 
+class BodyTooLarge(OTPAuthError):
+    """The request body is larger than :data:`MAX_BODY_BYTES`."""
+
+    code = ErrorCode.BODY_TOO_LARGE.value
+    default_message = "Request body too large."
+
+
 @dataclass(frozen=True, slots=True)
 class HTTPErrorSpec:
-    """How one error code is sent: status, fixed headers, and what OpenAPI says of it."""
+    """How one exception class is sent: code, status, fixed headers, OpenAPI description."""
 
+    code: ErrorCode
     status: int
     headers: Mapping[str, str]
     description: str
@@ -93,41 +116,84 @@ _CHALLENGE: Final = MappingProxyType({"WWW-Authenticate": "Bearer"})
 _INVALID_TOKEN: Final = MappingProxyType({"WWW-Authenticate": 'Bearer error="invalid_token"'})
 _NONE: Final[Mapping[str, str]] = MappingProxyType({})
 
-#: The one table: error code -> status, headers, description.
-ERROR_TABLE: Final[Mapping[str, HTTPErrorSpec]] = MappingProxyType(
+E = ErrorCode
+
+#: The one table: exception class -> code, status, headers, description. A class it does not
+#: list is answered as its nearest listed base; :class:`OTPAuthError` itself is the fallback.
+ERROR_TABLE: Final[Mapping[type[Exception], HTTPErrorSpec]] = MappingProxyType(
     {
-        ErrorCode.OTP_INVALID: HTTPErrorSpec(
-            401, _CHALLENGE, "The code is wrong or none is pending."
+        errors.CodeInvalid: HTTPErrorSpec(
+            E.OTP_INVALID, 401, _CHALLENGE, "The code is wrong or none is pending."
         ),
-        ErrorCode.OTP_EXPIRED: HTTPErrorSpec(401, _CHALLENGE, "The code has expired."),
-        ErrorCode.OTP_LOCKED: HTTPErrorSpec(429, _NONE, "Too many failed attempts."),
-        ErrorCode.OTP_COOLDOWN: HTTPErrorSpec(429, _NONE, "A code was requested too recently."),
-        ErrorCode.BUSY: HTTPErrorSpec(429, _NONE, "Too many concurrent requests; retry."),
-        ErrorCode.TOKEN_MISSING: HTTPErrorSpec(401, _CHALLENGE, "No token was presented."),
-        ErrorCode.TOKEN_INVALID: HTTPErrorSpec(401, _INVALID_TOKEN, "The token is invalid."),
-        ErrorCode.TOKEN_EXPIRED: HTTPErrorSpec(401, _INVALID_TOKEN, "The token has expired."),
-        ErrorCode.TOKEN_REVOKED: HTTPErrorSpec(401, _INVALID_TOKEN, "The token was revoked."),
-        ErrorCode.REFRESH_REUSED: HTTPErrorSpec(
-            401, _INVALID_TOKEN, "A rotated refresh token was reused; the session is revoked."
+        errors.CodeExpired: HTTPErrorSpec(E.OTP_EXPIRED, 401, _CHALLENGE, "The code has expired."),
+        errors.AccountLocked: HTTPErrorSpec(E.OTP_LOCKED, 429, _NONE, "Too many failed attempts."),
+        errors.CodeCooldown: HTTPErrorSpec(
+            E.OTP_COOLDOWN, 429, _NONE, "A code was requested too recently."
         ),
-        ErrorCode.USER_NOT_VERIFIED: HTTPErrorSpec(403, _NONE, "The user is not verified."),
-        ErrorCode.CSRF_REFUSED: HTTPErrorSpec(403, _NONE, "Cross-site cookie request refused."),
-        ErrorCode.USER_NOT_FOUND: HTTPErrorSpec(404, _NONE, "No such user."),
-        ErrorCode.INVALID_EMAIL: HTTPErrorSpec(422, _NONE, "The e-mail address is not valid."),
-        ErrorCode.DELIVERY_FAILED: HTTPErrorSpec(502, _NONE, "The code could not be delivered."),
-        ErrorCode.STORAGE_UNAVAILABLE: HTTPErrorSpec(
-            503, _NONE, "Authentication storage is unavailable."
+        errors.ContentionError: HTTPErrorSpec(
+            E.BUSY, 429, _NONE, "Too many concurrent requests; retry."
         ),
-        ErrorCode.AUTH_ERROR: HTTPErrorSpec(401, _CHALLENGE, "Authentication failed."),
+        TokenMissing: HTTPErrorSpec(E.TOKEN_MISSING, 401, _CHALLENGE, "No token was presented."),
+        errors.TokenInvalid: HTTPErrorSpec(
+            E.TOKEN_INVALID, 401, _INVALID_TOKEN, "The token is invalid."
+        ),
+        errors.TokenExpired: HTTPErrorSpec(
+            E.TOKEN_EXPIRED, 401, _INVALID_TOKEN, "The token has expired."
+        ),
+        errors.TokenRevoked: HTTPErrorSpec(
+            E.TOKEN_REVOKED, 401, _INVALID_TOKEN, "The token was revoked."
+        ),
+        errors.RefreshReused: HTTPErrorSpec(
+            E.REFRESH_REUSED,
+            401,
+            _INVALID_TOKEN,
+            "A rotated refresh token was reused; the session is revoked.",
+        ),
+        errors.UserNotVerified: HTTPErrorSpec(
+            E.USER_NOT_VERIFIED, 403, _NONE, "The user is not verified."
+        ),
+        CSRFRefused: HTTPErrorSpec(
+            E.CSRF_REFUSED, 403, _NONE, "Cross-site cookie request refused."
+        ),
+        errors.UserNotFound: HTTPErrorSpec(E.USER_NOT_FOUND, 404, _NONE, "No such user."),
+        BodyTooLarge: HTTPErrorSpec(
+            E.BODY_TOO_LARGE, 413, _NONE, f"The body is over {MAX_BODY_BYTES} bytes."
+        ),
+        InvalidEmail: HTTPErrorSpec(
+            E.INVALID_EMAIL, 422, _NONE, "The e-mail address is not valid."
+        ),
+        errors.DeliveryError: HTTPErrorSpec(
+            E.DELIVERY_FAILED, 502, _NONE, "The code could not be delivered."
+        ),
+        errors.StorageError: HTTPErrorSpec(
+            E.STORAGE_UNAVAILABLE, 503, _NONE, "Authentication storage is unavailable."
+        ),
+        OTPAuthError: HTTPErrorSpec(E.AUTH_ERROR, 401, _CHALLENGE, "Authentication failed."),
     }
 )
 
+#: The exceptions the table answers (every class it lists derives from one of these).
+TABLE_ERRORS: Final = (OTPAuthError, InvalidEmail)
+
+# Fixed text: the e-mail validator's explanation varies between its releases.
 _INVALID_EMAIL_MESSAGE: Final = "Invalid e-mail address."
+_SPEC_CACHE: dict[type[Exception], HTTPErrorSpec] = {}
 
 
-def _spec(code: str) -> HTTPErrorSpec:
-    # Fail closed: a code this table does not know yet is an authentication failure.
-    return ERROR_TABLE.get(code) or ERROR_TABLE[ErrorCode.AUTH_ERROR]
+def spec_for(error: type[Exception]) -> HTTPErrorSpec:
+    """The table's entry for ``error``: its own, else its nearest listed base class.
+
+    Fails closed: an :class:`OTPAuthError` subclass the table does not know yet is an
+    authentication failure (401).
+    """
+    spec = _SPEC_CACHE.get(error)
+    if spec is None:
+        spec = next(
+            (ERROR_TABLE[cls] for cls in error.__mro__ if cls in ERROR_TABLE),
+            ERROR_TABLE[OTPAuthError],
+        )
+        _SPEC_CACHE[error] = spec
+    return spec
 
 
 def _headers(spec: HTTPErrorSpec, retry_after: int | None) -> dict[str, str]:
@@ -137,58 +203,111 @@ def _headers(spec: HTTPErrorSpec, retry_after: int | None) -> dict[str, str]:
     return headers
 
 
-def _log(exc: OTPAuthError) -> None:
-    if exc.code == ErrorCode.STORAGE_UNAVAILABLE:
+def _message_and_retry(error: Exception) -> tuple[str, int | None]:
+    if isinstance(error, OTPAuthError):
+        return error.message, error.retry_after
+    return _INVALID_EMAIL_MESSAGE, None
+
+
+def _log(error: Exception) -> None:
+    if isinstance(error, errors.StorageError):
         # The driver's message can quote statement parameters (e-mails, hashes): log its
         # type only, for the operator; the client sees the fixed message.
-        cause = exc.__cause__
+        cause = error.__cause__
         logger.error("otpcore storage unavailable (%s)", type(cause).__name__ if cause else "-")
 
 
-def error_response(code: str, message: str, retry_after: int | None = None) -> JSONResponse:
+def error_response(error: OTPAuthError | InvalidEmail) -> JSONResponse:
     """The response for one refusal: table status and headers, ``{"detail", "code"}`` body."""
-    spec = _spec(code)
+    _log(error)
+    spec = spec_for(type(error))
+    message, retry_after = _message_and_retry(error)
     return JSONResponse(
-        {"detail": message, "code": code},
+        {"detail": message, "code": spec.code.value},
         status_code=spec.status,
         headers=_headers(spec, retry_after),
     )
 
 
 class OTPAuthHTTPException(HTTPException):
-    """An :class:`HTTPException` that remembers the stable ``code`` it was made from."""
+    """An :class:`HTTPException` made from a refusal; remembers its stable ``code``.
 
-    def __init__(self, code: str, message: str, retry_after: int | None = None) -> None:
-        spec = _spec(code)
+    Args:
+        error: The refusal; status and headers come from :data:`ERROR_TABLE`.
+    """
+
+    def __init__(self, error: OTPAuthError | InvalidEmail) -> None:
+        spec = spec_for(type(error))
+        message, retry_after = _message_and_retry(error)
         super().__init__(spec.status, detail=message, headers=_headers(spec, retry_after))
-        self.code = code
+        self.error = error
+        self.code = spec.code.value
         self.retry_after = retry_after
 
 
-def http_exception(exc: OTPAuthError) -> OTPAuthHTTPException:
+def http_exception(error: OTPAuthError | InvalidEmail) -> OTPAuthHTTPException:
     """Translate a core refusal for raising from a dependency."""
-    _log(exc)
-    return OTPAuthHTTPException(exc.code, exc.message, exc.retry_after)
+    _log(error)
+    return OTPAuthHTTPException(error)
 
 
-def _response_for(exc: Exception) -> Response | None:
-    if isinstance(exc, OTPAuthError):
-        _log(exc)
-        return error_response(exc.code, exc.message, exc.retry_after)
-    if isinstance(exc, OTPAuthHTTPException):
-        return error_response(exc.code, str(exc.detail), exc.retry_after)
-    if isinstance(exc, InvalidEmail):
-        # Fixed text: the validator's explanation varies between its releases.
-        return error_response(ErrorCode.INVALID_EMAIL, _INVALID_EMAIL_MESSAGE)
+def _readable(value: Any) -> Any:
+    # A lone surrogate ("\ud800" from a JSON escape) cannot be encoded as UTF-8, so FastAPI's
+    # 422 handler would fail echoing it back: show such text with backslash escapes instead.
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode()
+        return value
+    if isinstance(value, dict):
+        return {_readable(key): _readable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_readable(item) for item in value)
+    return value
+
+
+def _capped(receive: Receive) -> Receive:
+    read = 0
+
+    async def capped_receive() -> Message:
+        nonlocal read
+        message = await receive()
+        if message["type"] == "http.request":
+            read += len(message.get("body", b""))
+            if read > MAX_BODY_BYTES:
+                # An HTTPException: FastAPI re-raises it from its body parsing unchanged.
+                raise OTPAuthHTTPException(BodyTooLarge())
+        return message
+
+    return capped_receive
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
     return None
 
 
 class OTPAuthRoute(APIRoute):
-    """An :class:`APIRoute` that answers otpcore refusals from the table, whatever app hosts it.
+    """An :class:`APIRoute` that answers refusals from the table, whatever app hosts it.
 
-    The auth router uses it, so the mapping travels with ``include_router`` and needs no
-    application-level exception handler.
+    It also reads at most :data:`MAX_BODY_BYTES` of a request body (413 ``body_too_large``,
+    by ``Content-Length`` or by counting a streamed body, on every supported FastAPI), and
+    makes FastAPI's validation errors renderable whatever the input held. The auth router
+    uses it, so all of this travels with ``include_router`` and needs no app-level handler.
     """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse an oversized body before anything reads it; count a streamed one."""
+        if scope["type"] == "http":
+            declared = _declared_length(scope)
+            if declared is not None and declared > MAX_BODY_BYTES:
+                await error_response(BodyTooLarge())(scope, receive, send)
+                return
+            receive = _capped(receive)
+        await super().handle(scope, receive, send)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Wrap FastAPI's handler so refusals become table responses."""
@@ -197,19 +316,25 @@ class OTPAuthRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (OTPAuthError, OTPAuthHTTPException, InvalidEmail) as exc:
-                response = _response_for(exc)
-                assert response is not None
-                return response
+            except TABLE_ERRORS as exc:
+                return error_response(exc)
+            except OTPAuthHTTPException as exc:
+                return error_response(exc.error)
+            except RequestValidationError as exc:
+                # Re-raised for the app's own handler, with text it can encode.
+                raise RequestValidationError(
+                    _readable(exc.errors()), body=_readable(exc.body)
+                ) from None
 
         return guarded
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
-    response = _response_for(exc)
-    if response is None:  # pragma: no cover - registered only for the types above
-        raise exc
-    return response
+    if isinstance(exc, OTPAuthHTTPException):
+        return error_response(exc.error)
+    if isinstance(exc, TABLE_ERRORS):
+        return error_response(exc)
+    raise exc  # pragma: no cover - registered only for the types above
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -219,20 +344,38 @@ def install_error_handlers(app: FastAPI) -> None:
     headers are the same either way).
     """
     app.add_exception_handler(OTPAuthHTTPException, _handle)
-    app.add_exception_handler(OTPAuthError, _handle)
-    app.add_exception_handler(InvalidEmail, _handle)
+    for error in TABLE_ERRORS:
+        app.add_exception_handler(error, _handle)
 
 
-def openapi_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for the refusals an endpoint can send, grouped by status."""
-    grouped: dict[int, list[ErrorCode]] = {}
-    for code in codes:
-        grouped.setdefault(ERROR_TABLE[code].status, []).append(code)
+def openapi_responses(
+    *refusals: type[Exception], body: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for the refusals an endpoint can send, grouped by status.
+
+    Args:
+        refusals: The exception classes the endpoint can answer with.
+        body: The endpoint reads a JSON body, so FastAPI's validation error (422) and
+            ``body_too_large`` (413) belong to it too.
+    """
+    specs = [spec_for(error) for error in refusals]
+    if body:
+        specs.append(ERROR_TABLE[BodyTooLarge])
+    grouped: dict[int, list[HTTPErrorSpec]] = {}
+    for spec in specs:
+        members = grouped.setdefault(spec.status, [])
+        if spec not in members:
+            members.append(spec)
+    if body:
+        grouped.setdefault(422, [])
     responses: dict[int | str, dict[str, Any]] = {}
     for status, members in sorted(grouped.items()):
-        lines = [f"`{code.value}`: {ERROR_TABLE[code].description}" for code in members]
+        lines = [f"`{spec.code.value}`: {spec.description}" for spec in members]
         if status == 422:
-            lines.append("Or a validation error: malformed JSON, missing or oversized fields.")
+            lines.append(
+                "Or FastAPI's validation error (`detail` is a list): malformed JSON, missing "
+                "or oversized fields."
+            )
         # FastAPI documents its own 422 only when the route does not; ours covers both.
         model = UnprocessableResponse if status == 422 else ErrorResponse
         entry: dict[str, Any] = {"model": model, "description": " ".join(lines)}

@@ -1,24 +1,33 @@
 """``get_auth_router``: the auth endpoints, mountable under any prefix.
 
 Each endpoint parses the request, calls one :class:`~otpcore.service.OTPAuth` method and maps
-the result; refusals are answered from the one error table by :class:`OTPAuthRoute`.
+the result; refusals are answered from the one error table by :class:`OTPAuthRoute`. The
+service and the refresh-token transport are read from the config per request (one attribute
+read each), so a setting assigned on the config after the router was built takes effect.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these endpoint annotations at
 # runtime, and they name closure variables (the application's get_otp_db) that a string
 # annotation could not be resolved against.
 
-import inspect
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
-from otpcore.domain.errors import TokenInvalid
+from otpcore.domain import errors as core
+from otpcore.domain.emails import InvalidEmail
 from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.dependencies import Bearer
-from otpcore_fastapi.http_errors import ErrorCode, OTPAuthRoute, TokenMissing, openapi_responses
+from otpcore_fastapi.http_errors import (
+    CSRFRefused,
+    OTPAuthRoute,
+    TokenMissing,
+    openapi_responses,
+)
 from otpcore_fastapi.schemas import (
     JWKSet,
     LogoutRequest,
@@ -28,26 +37,52 @@ from otpcore_fastapi.schemas import (
     RefreshRequest,
     TokenResponse,
 )
-from otpcore_fastapi.transport import RefreshTransport
 
 __all__ = ["get_auth_router"]
 
-E = ErrorCode
 _SENT: Final = "OTP code has been sent to your email"
 _LOGGED_OUT: Final = "Successfully logged out"
 _LOGGED_OUT_ALL: Final = "Successfully logged out of all sessions"
-# Bodies are a few hundred bytes; anything far larger is refused before it is parsed.
-_MAX_BODY_BYTES: Final = 64 * 1024
-# Recent FastAPI releases take a per-router body limit; older ones (still allowed) do not.
-_BODY_LIMIT: Final[dict[str, Any]] = (
-    {"max_body_size": _MAX_BODY_BYTES}
-    if "max_body_size" in inspect.signature(APIRouter).parameters
-    else {}
-)
 _CSRF_NOTE: Final = (
     " A token from the cookie is honoured only for same-site requests "
     "(`Sec-Fetch-Site`, else `Origin`); a cross-site one gets 403 `csrf_refused`."
 )
+_JWKS_HEADERS: Final = {"Cache-Control": "public, max-age=300"}
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _optional_body(request: Request, model: type[M]) -> M | None:
+    """The JSON body as ``model``, or ``None`` without one; FastAPI's 422 when malformed.
+
+    The refresh and logout routes read their body themselves, so that switching
+    ``refresh_token_delivery`` on a built router takes effect; the body is read through
+    :class:`OTPAuthRoute`'s cap.
+    """
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None
+
+
+def _body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _sent(config: OTPAuthConfig) -> MessageResponse:
+    if config.developer_mode:
+        return MessageResponse(message=f"Developer mode: OTP code is {'0' * config.otp_length}")
+    return MessageResponse(message=_SENT)
 
 
 def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> APIRouter:
@@ -56,23 +91,18 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
     Args:
         get_otp_db: Dependency yielding the store adapter (e.g. ``SQLAlchemyAdapter``). It is
             recorded on ``config`` so claims-only dependencies can refresh their mirror.
-        config: The configuration.
+        config: The configuration; settings assigned on it later apply to this router too
+            (OpenAPI describes the delivery mode and keys it had when the router was built).
 
     Returns:
         An ``APIRouter`` to include under any prefix, e.g. ``prefix="/auth"``.
 
     Raises:
-        ConfigurationError: ``get_otp_db`` cannot be resolved outside FastAPI's DI.
+        ConfigurationError: ``get_otp_db`` cannot be solved outside its own routes.
     """
     config.record_store_dependency(get_otp_db)
-    auth = config.auth
-    transport = RefreshTransport(config)
-    router = APIRouter(route_class=OTPAuthRoute, **_BODY_LIMIT)
-    sent = MessageResponse(
-        message=f"Developer mode: OTP code is {'0' * config.otp_length}"
-        if config.developer_mode
-        else _SENT
-    )
+    router = APIRouter(route_class=OTPAuthRoute)
+    built = config.transport  # for the OpenAPI text only; requests read config.transport
     delivery = {
         "cookie": "The refresh token is set as an HTTP-only cookie.",
         "body": "The refresh token is returned in the body.",
@@ -83,6 +113,7 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
         "body": "The refresh token is read from the JSON body.",
         "both": "The refresh token is read from the cookie, else from the JSON body.",
     }[config.refresh_token_delivery]
+    csrf_note = _CSRF_NOTE if built.in_cookie else ""
     Db = Annotated[Any, Depends(get_otp_db)]
 
     @router.post(
@@ -93,18 +124,19 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
         description="Generate a code and send it to the e-mail address. Unknown addresses get "
         "the same answer as known ones unless `reveal_unknown_users` is set.",
         responses=openapi_responses(
-            E.INVALID_EMAIL,
-            E.OTP_COOLDOWN,
-            E.OTP_LOCKED,
-            E.BUSY,
-            E.USER_NOT_FOUND,
-            E.DELIVERY_FAILED,
-            E.STORAGE_UNAVAILABLE,
+            InvalidEmail,
+            core.CodeCooldown,
+            core.AccountLocked,
+            core.ContentionError,
+            core.UserNotFound,
+            core.DeliveryError,
+            core.StorageError,
+            body=True,
         ),
     )
     async def request_otp(body: OTPRequest, db: Db) -> MessageResponse:
-        await auth.with_store(db).request_code(body.email)
-        return sent
+        await config.auth.with_store(db).request_code(body.email)
+        return _sent(config)
 
     @router.post(
         "/verify-otp",
@@ -114,122 +146,74 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
         summary="Verify OTP code",
         description=f"Redeem the code for an access token. {delivery}",
         responses=openapi_responses(
-            E.OTP_INVALID,
-            E.OTP_EXPIRED,
-            E.INVALID_EMAIL,
-            E.OTP_LOCKED,
-            E.BUSY,
-            E.USER_NOT_FOUND,
-            E.STORAGE_UNAVAILABLE,
+            core.CodeInvalid,
+            core.CodeExpired,
+            InvalidEmail,
+            core.AccountLocked,
+            core.ContentionError,
+            core.UserNotFound,
+            core.StorageError,
+            body=True,
         ),
     )
     async def verify_otp(
         body: OTPVerify, request: Request, response: Response, db: Db
     ) -> TokenResponse:
-        login = await auth.with_store(db).verify_code(body.email, body.code)
-        return transport.deliver(login, request, response)
+        login = await config.auth.with_store(db).verify_code(body.email, body.code)
+        return config.transport.deliver(login, request, response)
 
-    async def refresh(
-        request: Request, response: Response, db: Any, body_token: str | None
-    ) -> TokenResponse:
-        token, from_cookie = transport.read(request, body_token)
+    @router.post(
+        "/refresh",
+        response_model=TokenResponse,
+        response_model_exclude_none=True,
+        summary="Refresh access token",
+        description=f"Rotate the refresh token into a new pair. {accepts} {delivery} "
+        f"Presenting an already-rotated refresh token revokes its whole session.{csrf_note}",
+        responses=openapi_responses(
+            TokenMissing,
+            core.TokenInvalid,
+            core.TokenExpired,
+            core.TokenRevoked,
+            core.RefreshReused,
+            CSRFRefused,
+            core.StorageError,
+            body=built.in_body,
+        ),
+        openapi_extra=_body_openapi(RefreshRequest) if built.in_body else None,
+    )
+    async def refresh(request: Request, response: Response, db: Db) -> TokenResponse:
+        transport = config.transport
+        body = await _optional_body(request, RefreshRequest) if transport.in_body else None
+        token, from_cookie = transport.read(request, body.refresh_token if body else None)
         if token is None:
             raise TokenMissing("Refresh token not found.")
         if from_cookie:
             transport.check_same_site(request)
-        login = await auth.with_store(db).refresh(token)
+        login = await config.auth.with_store(db).refresh(token)
         return transport.deliver(login, request, response)
 
+    @router.post(
+        "/logout",
+        response_model=MessageResponse,
+        summary="Logout",
+        description="Revoke the session of the presented refresh token and of the bearer "
+        "access token: their refresh and access tokens stop working. Clears the cookie. "
+        f"Answers 200 for a missing, invalid or expired token too.{csrf_note}",
+        responses=openapi_responses(CSRFRefused, core.StorageError, body=built.in_body),
+        openapi_extra=_body_openapi(LogoutRequest) if built.in_body else None,
+    )
     async def logout(
-        request: Request,
-        response: Response,
-        db: Any,
-        body_token: str | None,
-        access_token: str | None,
+        request: Request, response: Response, db: Db, credentials: Bearer
     ) -> MessageResponse:
-        token, from_cookie = transport.read(request, body_token)
+        transport = config.transport
+        body = await _optional_body(request, LogoutRequest) if transport.in_body else None
+        token, from_cookie = transport.read(request, body.refresh_token if body else None)
         if from_cookie:
             transport.check_same_site(request)
-        service = auth.with_store(db)
-        try:
-            if token is not None:
-                await service.logout(token)
-            elif access_token is not None:
-                await service.logout(access_token=access_token)
-        except TokenInvalid:
-            pass  # nothing we issued, so nothing to revoke; still clear the cookie
+        access = credentials.credentials if credentials is not None else None
+        await config.auth.with_store(db).logout(token, access_token=access)
         transport.clear(request, response)
         return MessageResponse(message=_LOGGED_OUT)
-
-    refresh_route: dict[str, Any] = {
-        "response_model": TokenResponse,
-        "response_model_exclude_none": True,
-        "summary": "Refresh access token",
-        "description": f"Rotate the refresh token into a new pair. {accepts} {delivery} "
-        "Presenting an already-rotated refresh token revokes its whole session."
-        + (_CSRF_NOTE if transport.in_cookie else ""),
-        "responses": openapi_responses(
-            E.TOKEN_MISSING,
-            E.TOKEN_INVALID,
-            E.TOKEN_EXPIRED,
-            E.TOKEN_REVOKED,
-            E.REFRESH_REUSED,
-            E.CSRF_REFUSED,
-            E.USER_NOT_FOUND,
-            E.STORAGE_UNAVAILABLE,
-        ),
-        "name": "refresh",
-    }
-    logout_route: dict[str, Any] = {
-        "response_model": MessageResponse,
-        "summary": "Logout",
-        "description": "Revoke the session of the presented refresh token (or, without one, "
-        "of the bearer access token): its refresh and access tokens stop working. Clears the "
-        "cookie. Answers 200 for an invalid or expired token too."
-        + (_CSRF_NOTE if transport.in_cookie else ""),
-        "responses": openapi_responses(E.CSRF_REFUSED, E.STORAGE_UNAVAILABLE),
-        "name": "logout",
-    }
-    if transport.in_body:
-
-        @router.post("/refresh", **refresh_route)
-        async def refresh_from_body_or_cookie(
-            request: Request,
-            response: Response,
-            db: Db,
-            body: Annotated[RefreshRequest | None, Body()] = None,
-        ) -> TokenResponse:
-            return await refresh(request, response, db, body.refresh_token if body else None)
-
-        @router.post("/logout", **logout_route)
-        async def logout_from_body_or_cookie(
-            request: Request,
-            response: Response,
-            db: Db,
-            credentials: Bearer,
-            body: Annotated[LogoutRequest | None, Body()] = None,
-        ) -> MessageResponse:
-            body_token = body.refresh_token if body else None
-            access = credentials.credentials if credentials is not None else None
-            return await logout(request, response, db, body_token, access)
-
-    else:
-
-        @router.post("/refresh", **refresh_route)
-        async def refresh_from_cookie(
-            request: Request, response: Response, db: Db
-        ) -> TokenResponse:
-            return await refresh(request, response, db, None)
-
-        @router.post("/logout", **logout_route)
-        async def logout_from_cookie(
-            request: Request,
-            response: Response,
-            db: Db,
-            credentials: Bearer,
-        ) -> MessageResponse:
-            access = credentials.credentials if credentials is not None else None
-            return await logout(request, response, db, None, access)
 
     @router.post(
         "/logout-all",
@@ -237,41 +221,40 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
         summary="Logout everywhere",
         description="Revoke every session of the bearer token's user, on every device.",
         responses=openapi_responses(
-            E.TOKEN_MISSING,
-            E.TOKEN_INVALID,
-            E.TOKEN_EXPIRED,
-            E.TOKEN_REVOKED,
-            E.USER_NOT_FOUND,
-            E.STORAGE_UNAVAILABLE,
+            TokenMissing,
+            core.TokenInvalid,
+            core.TokenExpired,
+            core.TokenRevoked,
+            core.StorageError,
         ),
     )
     async def logout_all(
-        request: Request,
-        response: Response,
-        db: Db,
-        credentials: Bearer,
+        request: Request, response: Response, db: Db, credentials: Bearer
     ) -> MessageResponse:
         if credentials is None:
             raise TokenMissing()
-        service = auth.with_store(db)
-        principal = await service.authenticate(credentials.credentials)
-        await service.logout_all(principal.account.user_id)
-        transport.clear(request, response)
+        await config.auth.with_store(db).logout_all(credentials.credentials)
+        config.transport.clear(request, response)
         return MessageResponse(message=_LOGGED_OUT_ALL)
 
-    jwks = config.jwks()
-    if jwks is not None:
-        document = json.dumps(jwks).encode()
-        jwks_headers = {"Cache-Control": "public, max-age=300"}
-
-        @router.get(
-            "/.well-known/jwks.json",
-            response_model=JWKSet,
-            summary="JSON Web Key Set",
-            description="The public keys access tokens are signed with (RFC 7517), for "
-            "resource servers that verify tokens themselves.",
+    @router.get(
+        "/.well-known/jwks.json",
+        response_model=JWKSet,
+        summary="JSON Web Key Set",
+        description="The public keys access tokens are signed with (RFC 7517), for resource "
+        "servers that verify tokens themselves. 404 while tokens use a shared secret.",
+        include_in_schema=config.jwks() is not None,
+    )
+    async def jwks_document() -> Response:
+        jwks = config.jwks()
+        if jwks is None:
+            return Response(
+                json.dumps({"detail": "Not Found"}).encode(),
+                status_code=status.HTTP_404_NOT_FOUND,
+                media_type="application/json",
+            )
+        return Response(
+            json.dumps(jwks).encode(), media_type="application/json", headers=_JWKS_HEADERS
         )
-        async def jwks_document() -> Response:
-            return Response(document, media_type="application/json", headers=jwks_headers)
 
     return router

@@ -8,14 +8,16 @@ from the body cannot be attached by another site and need no such check.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fastapi import Request, Response
 
 from otpcore.service import Login
-from otpcore_fastapi.config import OTPAuthConfig
 from otpcore_fastapi.http_errors import CSRFRefused
 from otpcore_fastapi.schemas import TokenResponse
+
+if TYPE_CHECKING:  # the config builds its transport: a runtime import would be circular
+    from otpcore_fastapi.config import OTPAuthConfig
 
 __all__ = ["RefreshTransport"]
 
@@ -38,7 +40,11 @@ def _normalized(origin: str) -> str:
 
 
 class RefreshTransport:
-    """Reads, writes and clears the refresh token per ``refresh_token_delivery``."""
+    """Reads, writes and clears the refresh token per ``refresh_token_delivery``.
+
+    Built by :class:`~otpcore_fastapi.OTPAuthConfig` from its settings (and rebuilt when
+    one is assigned); read per request as ``config.transport``.
+    """
 
     __slots__ = (
         "_domain",

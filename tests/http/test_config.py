@@ -55,7 +55,7 @@ def header_of(token: str) -> dict[str, Any]:
 
 
 def test_a_short_secret_is_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="at least 32 characters"):
+    with pytest.raises(ValueError, match="at least 32 bytes"):
         RecordingConfig(secret_key="too-short")
 
 
@@ -132,8 +132,8 @@ def test_developer_mode_refuses_to_start_in_production(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError, match="developer_mode"):
         RecordingConfig(developer_mode=True)
-    # Production without developer mode is, of course, fine.
-    RecordingConfig()
+    # Production without developer mode is, of course, fine (with Secure cookies).
+    RecordingConfig(cookie_secure=True)
 
 
 def test_developer_mode_starts_outside_production(monkeypatch: pytest.MonkeyPatch) -> None:

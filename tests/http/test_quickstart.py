@@ -2,12 +2,16 @@
 
 Each test imports the Quick Start afresh inside a temporary directory: its module-level
 engine on ``./app.db`` then points there, as it would for a user running it in their project.
+One line differs from the published text: the README's placeholder ``secret_key``, which is
+refused outside developer mode (issue 11), is replaced by a generated secret, as the README
+itself tells users to do (``openssl rand -hex 32``).
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import re
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,14 +29,33 @@ EMAIL = "alice@example.com"
 # The Quick Start sets cookie_secure = True, so its client speaks https, as in production.
 BASE_URL = "https://testserver"
 MODULE = "tests.http.quickstart_app"
+PLACEHOLDER = "your-secret-key-generate-with-openssl-rand-hex-32"
+
+
+def import_quickstart(*, secret: str | None) -> ModuleType:
+    """Import the Quick Start afresh, with ``secret`` in place of the README's placeholder."""
+    sys.modules.pop(MODULE, None)
+    if secret is None:
+        return importlib.import_module(MODULE)
+    spec = importlib.util.find_spec(MODULE)
+    assert spec is not None
+    assert spec.loader is not None
+    assert spec.origin is not None
+    source = spec.loader.get_source(MODULE)  # type: ignore[attr-defined]
+    assert isinstance(source, str)
+    assert source.count(f'"{PLACEHOLDER}"') == 1
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE] = module
+    code = compile(source.replace(PLACEHOLDER, secret), spec.origin, "exec")
+    exec(code, module.__dict__)  # noqa: S102 - the repository's own Quick Start module
+    return module
 
 
 @pytest.fixture
 async def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModuleType]:
     """The Quick Start module, imported in a temporary directory, with its tables created."""
     monkeypatch.chdir(tmp_path)
-    sys.modules.pop(MODULE, None)
-    module = importlib.import_module(MODULE)
+    module = import_quickstart(secret=secrets.token_hex(32))
     async with module.engine.begin() as connection:
         await connection.run_sync(module.Base.metadata.create_all)
     yield module
@@ -47,6 +70,17 @@ async def client(quickstart: ModuleType) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=quickstart.app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
         yield http
+
+
+def test_the_readme_placeholder_secret_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    try:
+        with pytest.raises(ConfigurationError, match="placeholder"):
+            import_quickstart(secret=None)
+    finally:
+        sys.modules.pop(MODULE, None)
 
 
 def printed_code(capsys: pytest.CaptureFixture[str], email: str) -> str:

@@ -1,7 +1,7 @@
-"""Claims-only dependencies reach the store through ``get_otp_db`` outside FastAPI's DI."""
+"""Claims-only dependencies reach the store through ``get_otp_db``, solved by FastAPI's DI."""
 
 # No `from __future__ import annotations`: the dependencies below are local functions, which
-# neither FastAPI nor the resolver can find by name in a string annotation.
+# FastAPI cannot find by name in a string annotation.
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
@@ -14,7 +14,7 @@ from otpcore.domain.errors import ConfigurationError
 from otpcore.ports import Store
 from otpcore.stores.memory import MemoryStore
 from otpcore_fastapi import get_auth_router, get_custom_claims_dependency
-from otpcore_fastapi.resolver import StoreResolver
+from otpcore_fastapi.store_source import StoreSource
 from tests.http.conftest import BASE_URL, EMAIL, RecordingConfig
 
 
@@ -40,7 +40,7 @@ async def test_nested_async_generators_are_resolved_and_closed() -> None:
         yield store
         tracker.events.append("db closed")
 
-    async with StoreResolver(get_otp_db).open() as opened:
+    async with StoreSource(get_otp_db).open() as opened:
         assert opened is store
         assert tracker.events == ["session open", "db open"]
     assert tracker.events == ["session open", "db open", "db closed", "session closed"]
@@ -74,7 +74,7 @@ async def test_every_callable_shape_is_supported() -> None:
         assert (a, b, c, settings.value, d) == (1, 2, 3, 3, 4)
         return store
 
-    async with StoreResolver(get_otp_db).open() as opened:
+    async with StoreSource(get_otp_db).open() as opened:
         assert opened is store
     assert closed == ["sync"]
 
@@ -89,7 +89,7 @@ async def test_a_shared_sub_dependency_is_called_once() -> None:
     def get_otp_db(a: int = Depends(counter), b: int = Depends(counter)) -> tuple[int, int]:
         return a, b
 
-    async with StoreResolver(get_otp_db).open() as opened:
+    async with StoreSource(get_otp_db).open() as opened:
         assert opened == (1, 1)
     assert calls == [1]
 
@@ -110,7 +110,7 @@ def test_an_unresolvable_nested_signature_fails_too() -> None:
         return MemoryStore()
 
     with pytest.raises(ConfigurationError, match="get_session"):
-        StoreResolver(get_otp_db)
+        StoreSource(get_otp_db)
 
 
 async def test_claims_dependency_without_a_recorded_store_says_what_to_do() -> None:
