@@ -8,60 +8,92 @@ The service persists the state an outcome carries with a compare-and-set guarded
 incremented ``attempts`` is stored) before anyone learns whether it was right, and a
 losing racer learns nothing: it reloads and decides again from the winner's state.
 
-Rules (the transition table, by :class:`Phase` and input):
+The transition table is data: :data:`TRANSITIONS` maps ``(Phase, Input)`` to the rule that
+decides and the outcomes it may give; :func:`request_code` and :func:`submit_guess` look
+the rule up and refuse any outcome the table does not list. A pair absent from the table
+is illegal. The table below is :func:`render_table`'s output, and a test keeps it so:
 
-=============== ================================ =====================================
-phase           request_code                     submit_guess
-=============== ================================ =====================================
-IDLE            Issued, or Cooldown              NoChallenge
-PENDING         Issued (replaces), or Cooldown   Accepted, or Rejected (counted)
-EXHAUSTED       Issued, or Cooldown              Locked
-EXPIRED         Issued, or Cooldown              Expired
-ACCOUNT_LOCKED  Cooldown until the lock lapses   Locked
-=============== ================================ =====================================
+============== =================== =====================
+phase          request_code        submit_guess
+============== =================== =====================
+IDLE           Issued, or Cooldown NoChallenge
+PENDING        Issued, or Cooldown Accepted, or Rejected
+EXHAUSTED      Issued, or Cooldown CodeSpent
+EXPIRED        Issued, or Cooldown Expired
+ACCOUNT_LOCKED LockedOut           LockedOut
+============== =================== =====================
+
+- ``Issued`` replaces any pending code with a fresh attempt budget. ``Cooldown`` means the
+  resend gap (:func:`resend_wait`) has not passed.
+- ``Rejected`` is a counted wrong guess; ``Accepted`` consumes the code and resets failures.
+- ``CodeSpent``: this code's attempts are used up; a new code may be requested.
+- ``LockedOut``: the account reached ``policy.max_failures``; no code is issued and no guess
+  is evaluated until ``policy.lockout_duration`` after the last failure.
+- Refusals (everything but ``Issued``, ``Accepted`` and ``Rejected``) change nothing.
 
 Issuing a code never resets ``failures`` (NIST SP 800-63B rev 4 §3.1.3: "Generating a new
 authentication secret SHALL NOT reset the failed authentication count"); only a correct
-guess does.
+guess does. A code the sender could not deliver is withdrawn (:func:`withdraw`).
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Final, TypeAlias, cast
 
 from otpcore.domain.codes import hashes_equal
 from otpcore.domain.policy import Policy
 from otpcore.domain.records import ChallengeState
 
 __all__ = [
+    "TRANSITIONS",
     "Accepted",
     "ChallengeState",
+    "CodeSpent",
     "Cooldown",
     "Expired",
     "GuessOutcome",
+    "Input",
     "IssueOutcome",
     "Issued",
-    "Locked",
+    "LockedOut",
     "NoChallenge",
+    "Outcome",
     "Phase",
     "Rejected",
+    "Transition",
     "phase",
+    "render_table",
     "request_code",
+    "resend_wait",
     "submit_guess",
+    "withdraw",
 ]
 
 
 class Phase(enum.Enum):
-    """Where a challenge stands at a given instant."""
+    """Where a challenge stands at a given instant: one row of the table."""
 
     IDLE = "idle"
     PENDING = "pending"
     EXHAUSTED = "exhausted"
     EXPIRED = "expired"
     ACCOUNT_LOCKED = "account_locked"
+
+
+class Input(enum.Enum):
+    """What can happen to a challenge: one column of the table."""
+
+    REQUEST_CODE = "request_code"
+    SUBMIT_GUESS = "submit_guess"
+
+
+# -- outcomes -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,10 +105,17 @@ class Issued:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cooldown:
-    """Issuing refused for ``retry_after`` whole seconds; ``locked`` when at the failure cap."""
+    """Issuing refused: the resend gap ends in ``retry_after`` whole seconds."""
 
     retry_after: int
-    locked: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockedOut:
+    """The account is at the failure cap: nothing is issued or evaluated for ``retry_after``
+    whole seconds."""
+
+    retry_after: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,17 +127,24 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rejected:
-    """The guess was wrong and counted; ``remaining_attempts`` guesses are left on this code."""
+    """The guess was wrong and counted in ``state``.
+
+    Attributes:
+        state: The state with this guess counted; store it before revealing the outcome.
+        remaining_attempts: Guesses left on this code.
+        ends_guessing: No further guess will be evaluated after this one: it spent the
+            code's last attempt (``CodeSpent`` follows) or reached ``policy.max_failures``
+            (``LockedOut`` follows).
+    """
 
     state: ChallengeState
     remaining_attempts: int
+    ends_guessing: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Locked:
-    """No guess is evaluated: the code's attempts are spent or the account is locked."""
-
-    retry_after: int | None = None
+class CodeSpent:
+    """The pending code's attempts are used up; no guess is evaluated against it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,8 +157,16 @@ class NoChallenge:
     """No code is pending (never issued, or already consumed); not counted."""
 
 
-IssueOutcome = Issued | Cooldown
-GuessOutcome = Accepted | Rejected | Locked | Expired | NoChallenge
+IssueOutcome: TypeAlias = Issued | Cooldown | LockedOut
+GuessOutcome: TypeAlias = Accepted | Rejected | CodeSpent | LockedOut | Expired | NoChallenge
+Outcome: TypeAlias = IssueOutcome | GuessOutcome
+
+_CODE_SPENT: Final = CodeSpent()
+_EXPIRED: Final = Expired()
+_NO_CHALLENGE: Final = NoChallenge()
+
+
+# -- the rules the table names -------------------------------------------------------------
 
 
 def _ceil_seconds(delta: timedelta) -> int:
@@ -123,6 +177,144 @@ def _account_lock_until(state: ChallengeState, policy: Policy) -> datetime | Non
     if state.failures < policy.max_failures or state.last_failure_at is None:
         return None
     return state.last_failure_at + policy.lockout_duration
+
+
+def resend_wait(failures: int, *, policy: Policy) -> timedelta:
+    """The gap required between two codes for an account with ``failures`` consecutive failures.
+
+    ``policy.resend_cooldown`` plus the largest ``policy.backoff`` step reached. At the
+    failure cap the gap is ``policy.lockout_duration``: once the lock lapses, one code per
+    lockout period, never an unthrottled burst.
+    """
+    if failures >= policy.max_failures:
+        return policy.lockout_duration
+    extra = timedelta(0)
+    for threshold, wait in policy.backoff:
+        if failures >= threshold:
+            extra = wait
+    return policy.resend_cooldown + extra
+
+
+def _issue(state: ChallengeState, code_hash: str, now: datetime, policy: Policy) -> Outcome:
+    if state.last_request_at is not None:
+        ready_at = state.last_request_at + resend_wait(state.failures, policy=policy)
+        if now < ready_at:
+            return Cooldown(retry_after=_ceil_seconds(ready_at - now))
+    return Issued(
+        state=replace(
+            state,
+            code_hash=code_hash,
+            issued_at=now,
+            attempts=0,
+            last_request_at=now,
+            version=state.version + 1,
+        )
+    )
+
+
+def _lock_out(state: ChallengeState, _hash: str, now: datetime, policy: Policy) -> Outcome:
+    lock_until = _account_lock_until(state, policy)
+    assert lock_until is not None  # the ACCOUNT_LOCKED phase has one
+    return LockedOut(retry_after=_ceil_seconds(lock_until - now))
+
+
+def _evaluate(state: ChallengeState, presented: str, now: datetime, policy: Policy) -> Outcome:
+    assert state.code_hash is not None  # the PENDING phase has one
+    attempts = state.attempts + 1
+    if hashes_equal(state.code_hash, presented):
+        return Accepted(
+            state=replace(
+                state,
+                code_hash=None,
+                issued_at=None,
+                attempts=attempts,
+                failures=0,
+                last_failure_at=None,
+                version=state.version + 1,
+            )
+        )
+    failures = state.failures + 1
+    remaining = max(0, policy.max_attempts - attempts)
+    return Rejected(
+        state=replace(
+            state,
+            attempts=attempts,
+            failures=failures,
+            last_failure_at=now,
+            version=state.version + 1,
+        ),
+        remaining_attempts=remaining,
+        ends_guessing=remaining == 0 or failures >= policy.max_failures,
+    )
+
+
+def _code_spent(_state: ChallengeState, _hash: str, _now: datetime, _policy: Policy) -> Outcome:
+    return _CODE_SPENT
+
+
+def _expired(_state: ChallengeState, _hash: str, _now: datetime, _policy: Policy) -> Outcome:
+    return _EXPIRED
+
+
+def _no_challenge(_state: ChallengeState, _hash: str, _now: datetime, _policy: Policy) -> Outcome:
+    return _NO_CHALLENGE
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One cell of the table: the outcomes it may give, and the rule that picks one.
+
+    Attributes:
+        outcomes: Every outcome type the cell allows, in the order the table names them.
+        decide: ``decide(state, hash, now, policy)``; ``hash`` is the new code's hash for
+            ``REQUEST_CODE`` and the presented one for ``SUBMIT_GUESS``.
+    """
+
+    outcomes: tuple[type[Outcome], ...]
+    decide: Callable[[ChallengeState, str, datetime, Policy], Outcome]
+
+
+_ISSUE: Final = Transition((Issued, Cooldown), _issue)
+_LOCK_OUT: Final = Transition((LockedOut,), _lock_out)
+
+#: Every legal ``(phase, input)`` pair and its transition; anything absent is illegal.
+TRANSITIONS: Final[Mapping[tuple[Phase, Input], Transition]] = MappingProxyType(
+    {
+        (Phase.IDLE, Input.REQUEST_CODE): _ISSUE,
+        (Phase.IDLE, Input.SUBMIT_GUESS): Transition((NoChallenge,), _no_challenge),
+        (Phase.PENDING, Input.REQUEST_CODE): _ISSUE,
+        (Phase.PENDING, Input.SUBMIT_GUESS): Transition((Accepted, Rejected), _evaluate),
+        (Phase.EXHAUSTED, Input.REQUEST_CODE): _ISSUE,
+        (Phase.EXHAUSTED, Input.SUBMIT_GUESS): Transition((CodeSpent,), _code_spent),
+        (Phase.EXPIRED, Input.REQUEST_CODE): _ISSUE,
+        (Phase.EXPIRED, Input.SUBMIT_GUESS): Transition((Expired,), _expired),
+        (Phase.ACCOUNT_LOCKED, Input.REQUEST_CODE): _LOCK_OUT,
+        (Phase.ACCOUNT_LOCKED, Input.SUBMIT_GUESS): _LOCK_OUT,
+    }
+)
+
+
+def render_table() -> str:
+    """:data:`TRANSITIONS` as the reStructuredText table the module docstring shows."""
+    rows = [["phase", *(i.value for i in Input)]]
+    for p in Phase:
+        cells = [p.name]
+        for i in Input:
+            transition = TRANSITIONS.get((p, i))
+            names = [t.__name__ for t in transition.outcomes] if transition else ["(illegal)"]
+            cells.append(", or ".join(names))
+        rows.append(cells)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    rule = " ".join("=" * width for width in widths)
+
+    def line(row: list[str]) -> str:
+        return " ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+
+    body = [line(row).rstrip() for row in rows[1:]]
+    return "\n".join([rule, line(rows[0]).rstrip(), rule, *body, rule])
 
 
 def phase(state: ChallengeState, *, now: datetime, policy: Policy) -> Phase:
@@ -139,33 +331,29 @@ def phase(state: ChallengeState, *, now: datetime, policy: Policy) -> Phase:
     return Phase.PENDING
 
 
+def _step(
+    state: ChallengeState, given: Input, digest: str, now: datetime, policy: Policy
+) -> Outcome:
+    current = phase(state, now=now, policy=policy)
+    transition = TRANSITIONS.get((current, given))
+    if transition is None:
+        raise LookupError(f"no transition from {current.name} on {given.value}")
+    outcome = transition.decide(state, digest, now, policy)
+    if type(outcome) not in transition.outcomes:
+        # Fail closed: a rule may only answer what its cell of the table allows.
+        raise AssertionError(f"{type(outcome).__name__} is not in ({current.name}, {given.value})")
+    return outcome
+
+
 def request_code(
     state: ChallengeState, *, code_hash: str, now: datetime, policy: Policy
 ) -> IssueOutcome:
     """Decide whether a new code may be issued now and, if so, the state that records it.
 
     The new code replaces any pending one, with a fresh attempt budget; ``failures`` carries
-    over, and the required gap since the last code grows with it (``policy.resend_wait``).
+    over, and the required gap since the last code grows with it (:func:`resend_wait`).
     """
-    lock_until = _account_lock_until(state, policy)
-    if lock_until is not None and now < lock_until:
-        return Cooldown(retry_after=_ceil_seconds(lock_until - now), locked=True)
-    # At the failure cap this gap is ``lockout_duration`` (see ``Policy.resend_wait``): once
-    # the lock lapses, one code per lockout period, never an unthrottled burst.
-    if state.last_request_at is not None:
-        ready_at = state.last_request_at + policy.resend_wait(state.failures)
-        if now < ready_at:
-            return Cooldown(retry_after=_ceil_seconds(ready_at - now))
-    return Issued(
-        state=replace(
-            state,
-            code_hash=code_hash,
-            issued_at=now,
-            attempts=0,
-            last_request_at=now,
-            version=state.version + 1,
-        )
-    )
+    return cast(IssueOutcome, _step(state, Input.REQUEST_CODE, code_hash, now, policy))
 
 
 def submit_guess(
@@ -173,43 +361,18 @@ def submit_guess(
 ) -> GuessOutcome:
     """Count one guess against the pending code and decide it.
 
-    Refusals (``Locked``, ``Expired``, ``NoChallenge``) change nothing and count nothing.
-    ``Accepted`` and ``Rejected`` carry the state in which the guess is already counted.
+    Refusals (``CodeSpent``, ``LockedOut``, ``Expired``, ``NoChallenge``) change nothing and
+    count nothing. ``Accepted`` and ``Rejected`` carry the state in which the guess is
+    already counted.
     """
-    match phase(state, now=now, policy=policy):
-        case Phase.ACCOUNT_LOCKED:
-            lock_until = _account_lock_until(state, policy)
-            assert lock_until is not None
-            return Locked(retry_after=_ceil_seconds(lock_until - now))
-        case Phase.IDLE:
-            return NoChallenge()
-        case Phase.EXHAUSTED:
-            return Locked()
-        case Phase.EXPIRED:
-            return Expired()
-        case Phase.PENDING:
-            pass
-    assert state.code_hash is not None
-    attempts = state.attempts + 1
-    if hashes_equal(state.code_hash, presented_hash):
-        return Accepted(
-            state=replace(
-                state,
-                code_hash=None,
-                issued_at=None,
-                attempts=attempts,
-                failures=0,
-                last_failure_at=None,
-                version=state.version + 1,
-            )
-        )
-    return Rejected(
-        state=replace(
-            state,
-            attempts=attempts,
-            failures=state.failures + 1,
-            last_failure_at=now,
-            version=state.version + 1,
-        ),
-        remaining_attempts=max(0, policy.max_attempts - attempts),
-    )
+    return cast(GuessOutcome, _step(state, Input.SUBMIT_GUESS, presented_hash, now, policy))
+
+
+def withdraw(before: ChallengeState, issued: ChallengeState) -> ChallengeState:
+    """The state that takes back ``issued`` when its code could not be delivered.
+
+    An undelivered code must not start a cooldown the user cannot see past: this is
+    ``before`` again, under a version newer than ``issued``'s. Store it guarded on
+    ``issued.version``; if someone moved on already, theirs stands.
+    """
+    return replace(before, version=issued.version + 1)

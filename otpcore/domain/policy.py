@@ -8,7 +8,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Final
 
-__all__ = ["HMAC_MIN_BYTES", "MIN_SECRET_BYTES", "Policy", "check_secret"]
+__all__ = ["HMAC_MIN_BYTES", "MIN_SECRET_BYTES", "Policy", "check_secret", "is_production"]
 
 #: Shortest secret per HMAC algorithm outside developer mode (RFC 7518 §3.2: a key at least
 #: as long as the hash output).
@@ -54,6 +54,15 @@ def check_secret(secret: bytes | str, *, algorithm: str = "HS256", developer_mod
         )
 
 
+#: Deployment names on which developer mode is refused (compared stripped, case-folded).
+_PRODUCTION_NAMES: Final = frozenset({"production", "prod"})
+
+
+def is_production(environment: str | None) -> bool:
+    """Whether ``environment`` names a production deployment (``production`` or ``prod``)."""
+    return environment is not None and environment.strip().casefold() in _PRODUCTION_NAMES
+
+
 def _default_backoff() -> tuple[tuple[int, timedelta], ...]:
     # Stepped resend backoff keyed on consecutive failures across codes. Every step is below
     # NIST SP 800-63B's ceiling of 100 consecutive failures; at that ceiling issuing stops
@@ -88,6 +97,8 @@ class Policy:
         audience: ``aud`` claim to set and require, if any.
         leeway: Clock skew tolerated when checking ``exp``/``nbf``/``iat`` (0-30 s).
         developer_mode: Codes are all zeros and short secrets are accepted. Never in production.
+        environment: The deployment's name (e.g. ``OTPCORE_ENV``), passed in by the caller;
+            ``developer_mode`` is refused when it is ``production`` or ``prod``.
     """
 
     secret: bytes = field(repr=False)
@@ -104,11 +115,18 @@ class Policy:
     audience: str | None = None
     leeway: timedelta = timedelta(0)
     developer_mode: bool = False
+    environment: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.secret, str):
             object.__setattr__(self, "secret", self.secret.encode())
         check_secret(self.secret, developer_mode=self.developer_mode)
+        if self.developer_mode and is_production(self.environment):
+            raise ValueError(
+                f"developer_mode is on but the environment is {self.environment!r}: refusing "
+                "to start, because developer mode makes every code zeros. Turn developer_mode "
+                "off, or name a non-production environment."
+            )
         if not 4 <= self.code_length <= 10:
             raise ValueError(f"code_length must be between 4 and 10, got {self.code_length}")
         if self.max_attempts < 1:
@@ -127,13 +145,3 @@ class Policy:
             raise ValueError("backoff must be sorted by failures with non-negative waits")
         if self.refresh_lifetime < self.access_lifetime:
             raise ValueError("refresh_lifetime must not be shorter than access_lifetime")
-
-    def resend_wait(self, failures: int) -> timedelta:
-        """Gap required between two codes for an account with ``failures`` consecutive failures."""
-        if failures >= self.max_failures:
-            return self.lockout_duration
-        extra = timedelta(0)
-        for threshold, wait in self.backoff:
-            if failures >= threshold:
-                extra = wait
-        return self.resend_cooldown + extra

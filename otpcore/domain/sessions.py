@@ -1,13 +1,17 @@
-"""Session decisions: which revocations apply to a token, rotation markers, and the mirror.
+"""Session decisions: when a session starts, which revocations apply to a token, whether a
+refresh is a reuse, and the per-worker mirror of revocations.
 
 A session is one refresh-token family, named by the ``sid`` claim every token of it carries.
 Three kinds of revocation apply to a token: its own ``jti``, its session, and its user's
 logout-all cutoff (every session that began at or before the cutoff). For a refresh token a
-revoked ``jti`` means it was already rotated: presenting it again is *reuse*.
+revoked ``jti`` means it was already rotated: presenting it again is *reuse*. Reuse is
+decided in one place, :func:`revocation_verdict`, for the store path (including a lost race
+to rotate) and for the mirror alike.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +30,8 @@ __all__ = [
     "revocation_verdict",
     "rotation_marker",
     "session_revocation",
+    "session_start",
+    "token_revocation",
 ]
 
 
@@ -56,6 +62,16 @@ def revocation_keys(claims: Claims) -> tuple[str, str, str]:
     return (claims.jti, session_key(claims.sid), user_key(claims.sub))
 
 
+def session_start(now: datetime) -> float:
+    """The ``auth_time`` of a session that begins at ``now``: unix seconds, floored to the ms.
+
+    Every store keeps a logout-all cutoff to the millisecond, floored (MongoDB's dates hold
+    no more). Floored the same way, a session begun before a cutoff never compares after it,
+    so a logout-all a fraction of a millisecond after a login still revokes that login.
+    """
+    return math.floor(now.timestamp() * 1000) / 1000
+
+
 def _verdict_for(claims: Claims, entry: Revocation) -> Verdict | None:
     if entry.kind is RevocationKind.USER:
         if entry.key == user_key(claims.sub) and claims.auth_time <= entry.revoked_at.timestamp():
@@ -68,13 +84,24 @@ def _verdict_for(claims: Claims, entry: Revocation) -> Verdict | None:
     return None
 
 
-def revocation_verdict(claims: Claims, revocations: Iterable[Revocation]) -> Verdict:
-    """Decide from the revocations found for :func:`revocation_keys`.
+def revocation_verdict(
+    claims: Claims, revocations: Iterable[Revocation], *, rotation_won: bool = True
+) -> Verdict:
+    """Decide from the revocations found for :func:`revocation_keys`: the one reuse rule.
 
-    A revoked session or user outranks reuse: once the family is dead, a replayed refresh
-    token is simply revoked, and there is nothing further to revoke.
+    A refresh token is reused when its ``jti`` is already revoked (it was rotated), or when
+    this presentation lost the race to insert its :func:`rotation_marker`
+    (``rotation_won=False``: a concurrent presentation rotated it first). A revoked session
+    or user outranks reuse: once the family is dead, a replayed refresh token is simply
+    revoked, and there is nothing further to revoke.
+
+    Args:
+        claims: The verified token.
+        revocations: The entries a store (or the mirror) found under its revocation keys.
+        rotation_won: For a refresh being rotated, whether this call inserted the rotation
+            marker; leave ``True`` where no rotation was attempted.
     """
-    reused = False
+    reused = not rotation_won
     for entry in revocations:
         match _verdict_for(claims, entry):
             case Revoked() as revoked:
@@ -86,12 +113,22 @@ def revocation_verdict(claims: Claims, revocations: Iterable[Revocation]) -> Ver
     return Reused() if reused else _VALID
 
 
+def token_revocation(claims: Claims, *, now: datetime, policy: Policy) -> Revocation:
+    """The entry that revokes the one token ``claims`` names, by its ``jti``.
+
+    Kept until the token expires (plus leeway); its kind is the token's own
+    (:attr:`RevocationKind.ACCESS` or :attr:`RevocationKind.REFRESH`).
+    """
+    expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo) + policy.leeway
+    kind = RevocationKind.REFRESH if claims.type == "refresh" else RevocationKind.ACCESS
+    return Revocation(key=claims.jti, kind=kind, revoked_at=now, expires_at=expires)
+
+
 def rotation_marker(claims: Claims, *, now: datetime, policy: Policy) -> Revocation:
     """The entry that marks a refresh token as rotated; kept until the token expires."""
-    expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo) + policy.leeway
-    return Revocation(
-        key=claims.jti, kind=RevocationKind.REFRESH, revoked_at=now, expires_at=expires
-    )
+    if claims.type != "refresh":
+        raise ValueError("only a refresh token is rotated")
+    return token_revocation(claims, now=now, policy=policy)
 
 
 def session_revocation(claims: Claims, *, now: datetime, policy: Policy) -> Revocation:
@@ -157,9 +194,10 @@ class RevocationMirror:
             self._next_prune = started_at + timedelta(minutes=1)
 
     def verdict(self, claims: Claims) -> Verdict:
-        """:func:`revocation_verdict` against the mirrored entries."""
+        """:func:`revocation_verdict` against the mirrored entries: the same rule, no query."""
         # Called on every claims-only request: three lookups, and nothing built unless one
-        # of them finds an entry (the usual answer is none).
+        # of them finds an entry (the usual answer is none, and revocation_verdict of no
+        # entries is Valid).
         get = self._entries.get
         token = get(claims.jti)
         session = get(session_key(claims.sid))

@@ -144,7 +144,7 @@ async def test_ids_round_trip_through_tokens(database: Any) -> None:
         assert principal.user.email == email
         rotated = await auth.with_store(_adapter(database)).refresh(login.refresh_token)
         assert rotated.user_id == login.user_id
-        await auth.with_store(_adapter(database)).logout_all(login.user_id)
+        await auth.with_store(_adapter(database)).logout_all(rotated.access_token)
         with pytest.raises(TokenRevoked):
             await auth.with_store(_adapter(database)).authenticate(rotated.access_token)
     assert (await _adapter(database).find_by_id("legacy-7")) is not None

@@ -25,17 +25,20 @@ from hypothesis.stateful import (
 
 from otpcore.domain.challenge import (
     Accepted,
+    CodeSpent,
     Cooldown,
     Expired,
     GuessOutcome,
     Issued,
-    Locked,
+    LockedOut,
     NoChallenge,
     Phase,
     Rejected,
     phase,
     request_code,
+    resend_wait,
     submit_guess,
+    withdraw,
 )
 from otpcore.domain.codes import hash_code
 from otpcore.domain.policy import Policy
@@ -120,11 +123,11 @@ class Model:
             return None
         return self.last_request_at + self.resend_gap()
 
-    def expected_issue(self) -> Cooldown | None:
+    def expected_issue(self) -> Cooldown | LockedOut | None:
         """``None`` when a code must be issued, else the exact refusal."""
         lock_until = self.lock_until()
         if lock_until is not None:
-            return Cooldown(retry_after=ceil_seconds(lock_until - self.now), locked=True)
+            return LockedOut(retry_after=ceil_seconds(lock_until - self.now))
         ready_at = self.ready_at()
         if ready_at is not None and self.now < ready_at:
             return Cooldown(retry_after=ceil_seconds(ready_at - self.now))
@@ -139,22 +142,23 @@ class Model:
             and self.now >= self.pending.issued_at + self.policy.code_lifetime
         )
 
-    def expected_guess_refusal(self) -> Locked | Expired | NoChallenge | None:
+    def expected_guess_refusal(self) -> LockedOut | CodeSpent | Expired | NoChallenge | None:
         """``None`` when the guess must be evaluated, else the exact refusal."""
         lock_until = self.lock_until()
         if lock_until is not None:
-            return Locked(retry_after=ceil_seconds(lock_until - self.now))
+            return LockedOut(retry_after=ceil_seconds(lock_until - self.now))
         if self.pending is None:
             return NoChallenge()
         if self.spent():
-            return Locked()
+            return CodeSpent()
         if self.expired():
             return Expired()
         return None
 
 
 class ChallengeMachine(RuleBasedStateMachine):
-    """Rules: issue, wrong guess, right guess, stale guess, replay, advance clock."""
+    """Rules: issue, undelivered issue, wrong guess, right guess, stale guess, replay,
+    advance clock."""
 
     POLICY: ClassVar[Policy] = SMALL_POLICY
 
@@ -187,19 +191,20 @@ class ChallengeMachine(RuleBasedStateMachine):
         )
         if expected is not None:
             assert outcome == expected
-            assert isinstance(outcome, Cooldown)
+            assert isinstance(outcome, Cooldown | LockedOut)
             assert outcome.retry_after > 0
             assert self.stored is before  # a refusal carries no state to store
             # retry_after is honest: one second earlier is still refused, at it is allowed.
             early = self.model.now + timedelta(seconds=outcome.retry_after - 1)
             on_time = self.model.now + timedelta(seconds=outcome.retry_after)
             assert isinstance(
-                request_code(before, code_hash="x", now=early, policy=self.policy), Cooldown
+                request_code(before, code_hash="x", now=early, policy=self.policy),
+                Cooldown | LockedOut,
             )
             assert isinstance(
                 request_code(before, code_hash="x", now=on_time, policy=self.policy), Issued
             )
-            if outcome.locked:
+            if isinstance(outcome, LockedOut):
                 self.lockouts_seen += 1
             return
         assert isinstance(outcome, Issued), outcome
@@ -229,7 +234,7 @@ class ChallengeMachine(RuleBasedStateMachine):
             assert not isinstance(outcome, Accepted | Rejected)
             assert not hasattr(outcome, "state")  # nothing a service could store
             assert self.stored is before
-            if isinstance(outcome, Locked) and outcome.retry_after is not None:
+            if isinstance(outcome, LockedOut):
                 assert outcome.retry_after > 0
                 lapse = self.model.now + timedelta(seconds=outcome.retry_after)
                 assert phase(before, now=lapse, policy=self.policy) is not Phase.ACCOUNT_LOCKED
@@ -262,6 +267,14 @@ class ChallengeMachine(RuleBasedStateMachine):
             assert new.last_failure_at == self.model.now
             assert new.code_hash == before.code_hash
             assert new.attempts == before.attempts + 1
+            # ends_guessing says exactly whether the next guess is refused unevaluated.
+            after = submit_guess(
+                new,
+                presented_hash=self.hash_of(pending.plain),
+                now=self.model.now,
+                policy=self.policy,
+            )
+            assert outcome.ends_guessing == isinstance(after, CodeSpent | LockedOut)
             self.store(new)
             self.model.failures += 1
             self.model.last_failure_at = self.model.now
@@ -278,6 +291,26 @@ class ChallengeMachine(RuleBasedStateMachine):
     def request(self, n: int) -> None:
         """Issue (or resend: the same call replaces a pending code) a fresh random code."""
         self.issue(self.code_from(n))
+
+    @rule(n=st.integers(min_value=0))
+    def undelivered_request(self, n: int) -> None:
+        """The sender fails: an issued code is withdrawn as if it had never been asked for."""
+        before = self.stored
+        outcome = request_code(
+            before,
+            code_hash=self.hash_of(self.code_from(n)),
+            now=self.model.now,
+            policy=self.policy,
+        )
+        if not isinstance(outcome, Issued):
+            assert outcome == self.model.expected_issue()
+            return
+        assert self.model.expected_issue() is None
+        self.store(outcome.state)  # stored before sending, as the service does
+        restored = withdraw(before, outcome.state)
+        self.store(restored)
+        assert replace(restored, version=before.version) == before
+        # The model saw no code: no pending change, no cooldown, only the two versions.
 
     @precondition(lambda self: self.model.pending is not None)
     @rule()
@@ -345,7 +378,7 @@ class ChallengeMachine(RuleBasedStateMachine):
                 "lifetime": self.policy.code_lifetime,
                 "cooldown": self.policy.resend_cooldown,
                 "lockout": self.policy.lockout_duration,
-                "resend_wait": self.policy.resend_wait(self.model.failures),
+                "resend_wait": resend_wait(self.model.failures, policy=self.policy),
             }[step]
             step = max(timedelta(0), base + nudge)
         self.model.now += step
@@ -420,7 +453,7 @@ def _fail_until(policy: Policy, failures: int) -> tuple[ChallengeState, datetime
     code_no = 0
     while state.failures < failures:
         if state.last_request_at is not None:
-            now = max(now, state.last_request_at + policy.resend_wait(state.failures))
+            now = max(now, state.last_request_at + resend_wait(state.failures, policy=policy))
         issued = request_code(
             state, code_hash=hash_code(SECRET, EMAIL, f"{code_no:06d}"), now=now, policy=policy
         )
@@ -464,13 +497,13 @@ def test_hundred_consecutive_failures_stop_issuing_until_lockout_passes() -> Non
         (lockout - timedelta(microseconds=1), 1),
     ]:
         at = t_last + offset
-        assert request_code(state, code_hash=new_hash, now=at, policy=policy) == Cooldown(
-            retry_after=retry, locked=True
+        assert request_code(state, code_hash=new_hash, now=at, policy=policy) == LockedOut(
+            retry_after=retry
         )
         # No guess is evaluated while locked, not even the right one.
         assert submit_guess(
             state, presented_hash=state.code_hash or new_hash, now=at, policy=policy
-        ) == Locked(retry_after=retry)
+        ) == LockedOut(retry_after=retry)
 
     at = t_last + lockout
     issued = request_code(state, code_hash=new_hash, now=at, policy=policy)

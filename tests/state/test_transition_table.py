@@ -3,7 +3,9 @@
 In the style of h2's ``tests/test_state_machines.py``: for every :class:`Phase` and every
 input, representative states in that phase are driven through the pure functions and the
 outcome type must be one the module docstring's table allows. The table itself is parsed
-from the docstring, so the documentation and the code cannot drift apart silently.
+from the docstring, so the documentation and the code cannot drift apart silently; the
+docstring must also be exactly what :func:`render_table` makes of :data:`TRANSITIONS`, the
+data the code dispatches through.
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 import otpcore.domain.challenge as challenge
 from otpcore.domain.challenge import (
+    TRANSITIONS,
     Accepted,
+    CodeSpent,
     Cooldown,
     Expired,
     Issued,
-    Locked,
+    LockedOut,
     NoChallenge,
     Phase,
     Rejected,
+    Transition,
     phase,
+    render_table,
     request_code,
     submit_guess,
 )
@@ -60,9 +67,16 @@ class Input(enum.Enum):
     WRONG_GUESS = "wrong guess"
 
 
-Outcome = Issued | Cooldown | Accepted | Rejected | Locked | Expired | NoChallenge
+Outcome = Issued | Cooldown | LockedOut | Accepted | Rejected | CodeSpent | Expired | NoChallenge
 OUTCOME_TYPES: dict[str, type[Outcome]] = {
-    t.__name__: t for t in (Issued, Cooldown, Accepted, Rejected, Locked, Expired, NoChallenge)
+    t.__name__: t
+    for t in (Issued, Cooldown, LockedOut, Accepted, Rejected, CodeSpent, Expired, NoChallenge)
+}
+#: The table's column each of this test's inputs falls in.
+COLUMN = {
+    Input.REQUEST_CODE: challenge.Input.REQUEST_CODE,
+    Input.RIGHT_GUESS: challenge.Input.SUBMIT_GUESS,
+    Input.WRONG_GUESS: challenge.Input.SUBMIT_GUESS,
 }
 
 
@@ -105,14 +119,14 @@ EXPECTED: dict[tuple[Phase, Input], frozenset[type[Outcome]]] = {
     (Phase.PENDING, Input.RIGHT_GUESS): frozenset({Accepted}),
     (Phase.PENDING, Input.WRONG_GUESS): frozenset({Rejected}),
     (Phase.EXHAUSTED, Input.REQUEST_CODE): frozenset({Issued, Cooldown}),
-    (Phase.EXHAUSTED, Input.RIGHT_GUESS): frozenset({Locked}),
-    (Phase.EXHAUSTED, Input.WRONG_GUESS): frozenset({Locked}),
+    (Phase.EXHAUSTED, Input.RIGHT_GUESS): frozenset({CodeSpent}),
+    (Phase.EXHAUSTED, Input.WRONG_GUESS): frozenset({CodeSpent}),
     (Phase.EXPIRED, Input.REQUEST_CODE): frozenset({Issued, Cooldown}),
     (Phase.EXPIRED, Input.RIGHT_GUESS): frozenset({Expired}),
     (Phase.EXPIRED, Input.WRONG_GUESS): frozenset({Expired}),
-    (Phase.ACCOUNT_LOCKED, Input.REQUEST_CODE): frozenset({Cooldown}),
-    (Phase.ACCOUNT_LOCKED, Input.RIGHT_GUESS): frozenset({Locked}),
-    (Phase.ACCOUNT_LOCKED, Input.WRONG_GUESS): frozenset({Locked}),
+    (Phase.ACCOUNT_LOCKED, Input.REQUEST_CODE): frozenset({LockedOut}),
+    (Phase.ACCOUNT_LOCKED, Input.RIGHT_GUESS): frozenset({LockedOut}),
+    (Phase.ACCOUNT_LOCKED, Input.WRONG_GUESS): frozenset({LockedOut}),
 }
 
 
@@ -210,8 +224,8 @@ EXAMPLES: dict[Phase, list[Example]] = {
             "attempts spent, inside the backoff",
             pending(attempts=3, failures=3, last_failure_at=ago(seconds=1)),
             Cooldown(retry_after=620),
-            Locked(),
-            Locked(),
+            CodeSpent(),
+            CodeSpent(),
         ),
         Example(
             "attempts spent, backoff over",
@@ -223,8 +237,8 @@ EXAMPLES: dict[Phase, list[Example]] = {
                 last_failure_at=ago(minutes=10),
             ),
             Issued,
-            Locked(),
-            Locked(),
+            CodeSpent(),
+            CodeSpent(),
         ),
     ],
     Phase.EXPIRED: [
@@ -252,9 +266,9 @@ EXAMPLES: dict[Phase, list[Example]] = {
         Example(
             "locked with a code pending",
             pending(failures=7, attempts=1, last_failure_at=ago(seconds=1)),
-            Cooldown(retry_after=3599, locked=True),
-            Locked(retry_after=3599),
-            Locked(retry_after=3599),
+            LockedOut(retry_after=3599),
+            LockedOut(retry_after=3599),
+            LockedOut(retry_after=3599),
         ),
         Example(
             "locked, no code, a microsecond before the lock lapses",
@@ -264,9 +278,9 @@ EXAMPLES: dict[Phase, list[Example]] = {
                 last_request_at=ago(hours=2),
                 version=30,
             ),
-            Cooldown(retry_after=1, locked=True),
-            Locked(retry_after=1),
-            Locked(retry_after=1),
+            LockedOut(retry_after=1),
+            LockedOut(retry_after=1),
+            LockedOut(retry_after=1),
         ),
     ],
 }
@@ -333,10 +347,10 @@ def test_transition(expected_phase: Phase, example: Example, inp: Input) -> None
         case Issued(state=new) | Accepted(state=new) | Rejected(state=new):
             assert new.version == state.version + 1
             assert new.failures <= state.failures + 1
-        case Cooldown(retry_after=retry) | Locked(retry_after=int(retry)):
+        case Cooldown(retry_after=retry) | LockedOut(retry_after=retry):
             assert retry > 0
             assert not hasattr(outcome, "state")
-        case Locked() | Expired() | NoChallenge():
+        case CodeSpent() | Expired() | NoChallenge():
             assert not hasattr(outcome, "state")
 
 
@@ -357,15 +371,15 @@ def test_expired_guess_is_expired() -> None:
     assert submit_guess(state, presented_hash=CODE_HASH, now=NOW, policy=POLICY) == Expired()
 
 
-def test_exhausted_guess_is_locked_even_when_right() -> None:
+def test_exhausted_guess_is_code_spent_even_when_right() -> None:
     state = pending(attempts=3, failures=3, last_failure_at=ago(seconds=1))
-    assert submit_guess(state, presented_hash=CODE_HASH, now=NOW, policy=POLICY) == Locked()
+    assert submit_guess(state, presented_hash=CODE_HASH, now=NOW, policy=POLICY) == CodeSpent()
 
 
-def test_account_locked_request_is_locked_cooldown() -> None:
+def test_account_locked_request_is_locked_out_not_a_cooldown() -> None:
     state = pending(failures=7, last_failure_at=ago(minutes=30))
     outcome = request_code(state, code_hash=NEW_HASH, now=NOW, policy=POLICY)
-    assert outcome == Cooldown(retry_after=1800, locked=True)
+    assert outcome == LockedOut(retry_after=1800)
 
 
 def test_pending_right_guess_consumes_and_resets() -> None:
@@ -384,6 +398,7 @@ def test_pending_wrong_guess_is_counted() -> None:
     outcome = submit_guess(state, presented_hash=WRONG_HASH, now=NOW, policy=POLICY)
     assert isinstance(outcome, Rejected)
     assert outcome.remaining_attempts == 1
+    assert outcome.ends_guessing is False
     assert outcome.state.attempts == 2
     assert outcome.state.failures == 6
     assert outcome.state.last_failure_at == NOW
@@ -408,3 +423,84 @@ def test_refusals_are_repeatable_and_change_nothing(make: Callable[[], Challenge
     assert run(state, Input.RIGHT_GUESS) == first
     assert run(state, Input.WRONG_GUESS) == first
     assert state == snapshot
+
+
+# --- the table is data, and the code runs on it --------------------------------------------
+
+
+def test_docstring_table_is_rendered_from_the_data() -> None:
+    assert challenge.__doc__ is not None
+    assert render_table() in challenge.__doc__
+
+
+def test_data_table_is_total() -> None:
+    assert set(TRANSITIONS) == set(itertools.product(Phase, challenge.Input))
+
+
+def test_data_table_allows_what_we_expect() -> None:
+    for p in Phase:
+        for column in challenge.Input:
+            expected = frozenset().union(
+                *(EXPECTED[(p, inp)] for inp in Input if COLUMN[inp] is column)
+            )
+            assert frozenset(TRANSITIONS[(p, column)].outcomes) == expected, (p, column)
+
+
+def _patched(
+    monkeypatch: pytest.MonkeyPatch, key: tuple[Phase, challenge.Input], cell: Transition | None
+) -> None:
+    table = dict(TRANSITIONS)
+    if cell is None:
+        del table[key]
+    else:
+        table[key] = cell
+    monkeypatch.setattr(challenge, "TRANSITIONS", MappingProxyType(table))
+
+
+def test_decisions_are_looked_up_in_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = pending(issued_at=ago(minutes=5))
+    assert phase(state, now=NOW, policy=POLICY) is Phase.EXPIRED
+    key = (Phase.EXPIRED, challenge.Input.SUBMIT_GUESS)
+    _patched(monkeypatch, key, Transition((NoChallenge,), lambda *_: NoChallenge()))
+    assert submit_guess(state, presented_hash=CODE_HASH, now=NOW, policy=POLICY) == NoChallenge()
+
+
+def test_a_pair_absent_from_the_table_is_illegal(monkeypatch: pytest.MonkeyPatch) -> None:
+    _patched(monkeypatch, (Phase.IDLE, challenge.Input.REQUEST_CODE), None)
+    with pytest.raises(LookupError, match="IDLE"):
+        request_code(ChallengeState(), code_hash=NEW_HASH, now=NOW, policy=POLICY)
+
+
+def test_an_outcome_the_cell_does_not_list_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A rule that would accept an expired code is stopped by its own cell of the table.
+    key = (Phase.EXPIRED, challenge.Input.SUBMIT_GUESS)
+    _patched(monkeypatch, key, Transition((Expired,), lambda state, *_: Accepted(state=state)))
+    with pytest.raises(AssertionError, match="Accepted"):
+        submit_guess(
+            pending(issued_at=ago(minutes=5)), presented_hash=CODE_HASH, now=NOW, policy=POLICY
+        )
+
+
+# --- Rejected.ends_guessing: the "no further guess" rule the service reports --------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "remaining", "ends"),
+    [
+        ({"attempts": 0, "failures": 0}, 2, False),
+        ({"attempts": 1, "failures": 5}, 1, False),
+        ({"attempts": 2, "failures": 2}, 0, True),  # the code's last attempt
+        ({"attempts": 0, "failures": 6}, 2, True),  # the account's failure cap
+        ({"attempts": 2, "failures": 6}, 0, True),  # both at once
+    ],
+)
+def test_rejected_says_whether_it_ends_guessing(
+    overrides: dict[str, int], remaining: int, ends: bool
+) -> None:
+    state = pending(last_failure_at=ago(seconds=3), **overrides)
+    outcome = submit_guess(state, presented_hash=WRONG_HASH, now=NOW, policy=POLICY)
+    assert isinstance(outcome, Rejected)
+    assert outcome.remaining_attempts == remaining
+    assert outcome.ends_guessing is ends
+    after = submit_guess(outcome.state, presented_hash=CODE_HASH, now=NOW, policy=POLICY)
+    assert isinstance(after, CodeSpent | LockedOut) is ends

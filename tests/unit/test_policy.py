@@ -1,4 +1,4 @@
-"""Policy validation at construction and the stepped resend backoff (otpcore.domain.policy)."""
+"""Policy validation at construction (otpcore.domain.policy)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from otpcore.domain.challenge import resend_wait
 from otpcore.domain.policy import MIN_SECRET_BYTES, Policy
 
 SECRET = b"s" * MIN_SECRET_BYTES
@@ -170,57 +171,27 @@ def test_negative_backoff_wait_refused() -> None:
 
 def test_empty_backoff_accepted() -> None:
     policy = make(backoff=())
-    assert policy.resend_wait(0) == policy.resend_cooldown
-    assert policy.resend_wait(99) == policy.resend_cooldown
+    assert resend_wait(0, policy=policy) == policy.resend_cooldown
+    assert resend_wait(99, policy=policy) == policy.resend_cooldown
 
 
-# --- resend_wait --------------------------------------------------------------------------
+# --- developer mode refused in production ---------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("failures", "expected"),
-    [
-        (0, timedelta(seconds=60)),
-        (4, timedelta(seconds=60)),
-        (5, timedelta(seconds=60) + timedelta(minutes=1)),
-        (9, timedelta(seconds=60) + timedelta(minutes=1)),
-        (10, timedelta(seconds=60) + timedelta(minutes=5)),
-        (19, timedelta(seconds=60) + timedelta(minutes=5)),
-        (20, timedelta(seconds=60) + timedelta(minutes=15)),
-        (49, timedelta(seconds=60) + timedelta(minutes=15)),
-        (50, timedelta(seconds=60) + timedelta(hours=1)),
-        (99, timedelta(seconds=60) + timedelta(hours=1)),
-        (100, timedelta(hours=24)),
-        (150, timedelta(hours=24)),
-    ],
-)
-def test_default_resend_wait_steps(failures: int, expected: timedelta) -> None:
-    assert make().resend_wait(failures) == expected
+@pytest.mark.parametrize("name", ["production", "prod", " Production ", "PROD", "prod\n"])
+def test_developer_mode_refused_in_production(name: str) -> None:
+    with pytest.raises(ValueError, match=r"developer_mode is on but the environment is") as refused:
+        make(developer_mode=True, environment=name)
+    assert "Turn developer_mode off" in str(refused.value)
 
 
-def test_resend_wait_never_decreases_with_failures() -> None:
-    policy = make()
-    waits = [policy.resend_wait(n) for n in range(0, 120)]
-    assert waits == sorted(waits)
+@pytest.mark.parametrize("name", [None, "", "development", "staging", "test", "production-eu"])
+def test_developer_mode_allowed_outside_production(name: str | None) -> None:
+    assert make(developer_mode=True, environment=name).developer_mode is True
 
 
-def test_custom_resend_wait_steps_and_cap() -> None:
-    policy = make(
-        resend_cooldown=timedelta(seconds=10),
-        backoff=((0, timedelta(0)), (2, timedelta(seconds=5)), (4, timedelta(seconds=20))),
-        max_failures=6,
-        lockout_duration=timedelta(minutes=3),
-    )
-    assert [policy.resend_wait(n).total_seconds() for n in range(8)] == [
-        10.0,
-        10.0,
-        15.0,
-        15.0,
-        30.0,
-        30.0,
-        180.0,
-        180.0,
-    ]
+def test_production_without_developer_mode_accepted() -> None:
+    assert make(environment="production").environment == "production"
 
 
 def test_policy_is_frozen() -> None:

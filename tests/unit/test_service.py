@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,12 +17,15 @@ from otpcore.domain.errors import (
     CodeInvalid,
     ConfigurationError,
     DeliveryError,
+    OTPAuthError,
     RefreshReused,
     ReservedClaimError,
+    StorageError,
     TokenExpired,
     TokenInvalid,
     TokenRevoked,
     UserNotFound,
+    UserNotVerified,
 )
 from otpcore.domain.events import (
     AuthEvent,
@@ -30,12 +33,15 @@ from otpcore.domain.events import (
     CodeSent,
     GuessFailed,
     LoggedOut,
+    LoggedOutEverywhere,
     LoginSucceeded,
     OTPLocked,
     RefreshReuseDetected,
     RefreshRotated,
 )
 from otpcore.domain.policy import Policy
+from otpcore.domain.records import RevocationKind, TokenKind
+from otpcore.domain.sessions import session_start
 from otpcore.service import OTPAuth
 from otpcore.stores.memory import MemoryStore, MemoryUser
 from otpcore.testing import FakeClock
@@ -276,15 +282,15 @@ async def test_logout_with_access_token_revokes_the_session() -> None:
     assert sum(isinstance(e, LoggedOut) for e in h.events) == 1
 
 
-async def test_logout_of_expired_token_is_a_no_op_and_garbage_is_refused() -> None:
+async def test_logout_of_expired_token_or_garbage_is_a_no_op() -> None:
+    # Issue 11: "logout always succeeds" is the core's rule now, not the router's, so garbage
+    # and a missing token answer False instead of raising TokenInvalid.
     h = Harness()
     login = await h.login()
     h.clock.advance(timedelta(days=8))
     assert await h.auth.logout(login.refresh_token) is False
-    with pytest.raises(TokenInvalid):
-        await h.auth.logout("not-a-token")
-    with pytest.raises(TokenInvalid):
-        await h.auth.logout()
+    assert await h.auth.logout("not-a-token") is False
+    assert await h.auth.logout() is False
 
 
 async def test_other_sessions_survive_a_logout() -> None:
@@ -390,6 +396,183 @@ async def test_logout_all_a_fraction_of_a_millisecond_later_still_revokes() -> N
     h.clock.advance(0.0006)
     login = await h.login()
     h.clock.advance(0.0002)
-    await h.auth.logout_all(login.user_id)
+    await h.auth.logout_all(login.access_token)
     with pytest.raises(TokenRevoked):
         await h.auth.authenticate(login.access_token)
+
+
+# --- issue 11: auth decisions in the core ----------------------------------------------------
+
+
+def _mint(h: Harness, kind: TokenKind, subject: str, *, jti: str = "minted") -> str:
+    """A correctly signed token for ``subject``, as if its user had logged in."""
+    now = h.clock()
+    return h.auth.codec.issue(
+        kind=kind, subject=subject, sid="sid-minted", jti=jti, auth_time=now.timestamp(), now=now
+    )
+
+
+@pytest.mark.parametrize(
+    "presented",
+    [
+        {},
+        {"refresh_token": "not-a-token"},
+        {"refresh_token": ""},
+        {"refresh_token": "a.b.c"},
+        {"refresh_token": "\ud800" * 3},
+        {"refresh_token": "x" * 20_000},
+        {"access_token": "not-a-token"},
+        {"refresh_token": "garbage", "access_token": "garbage"},
+    ],
+    ids=["none", "garbage", "empty", "three-dots", "surrogates", "huge", "access-garbage", "both"],
+)
+async def test_logout_never_raises_for_a_bad_token(presented: dict[str, str]) -> None:
+    h = Harness()
+    await h.login()
+    before = await h.store.revocations_since(h.clock() - timedelta(days=1), now=h.clock())
+    assert await h.auth.logout(**presented) is False
+    after = await h.store.revocations_since(h.clock() - timedelta(days=1), now=h.clock())
+    assert after == before  # nothing written
+
+
+async def test_logout_with_the_wrong_kind_of_token_is_a_no_op() -> None:
+    h = Harness()
+    login = await h.login()
+    assert await h.auth.logout(login.access_token) is False  # an access token as refresh
+    assert await h.auth.logout(access_token=login.refresh_token) is False
+    assert (await h.auth.authenticate(login.access_token)).claims.sid == login.sid
+
+
+async def test_logout_blacklists_the_presented_token_itself() -> None:
+    # Drop-in fidelity (issue 11): the reference API's is_blacklisted(jti) is a lookup of jti.
+    h = Harness()
+    login = await h.login()
+    refresh = h.auth.codec.verify(login.refresh_token, kind="refresh", now=h.clock())
+    access = h.auth.codec.verify(login.access_token, kind="access", now=h.clock())
+    assert await h.auth.logout(login.refresh_token) is True
+    [entry] = await h.store.find_revocations([refresh.jti])
+    assert entry.kind is RevocationKind.REFRESH
+    assert entry.expires_at == datetime.fromtimestamp(refresh.exp, tz=UTC)
+    assert await h.store.find_revocations([access.jti]) == []
+
+    other = await h.login("other@example.com")
+    other_access = h.auth.codec.verify(other.access_token, kind="access", now=h.clock())
+    assert await h.auth.logout(access_token=other.access_token) is True
+    [entry] = await h.store.find_revocations([other_access.jti])
+    assert entry.kind is RevocationKind.ACCESS
+    with pytest.raises(TokenRevoked):
+        await h.auth.refresh(other.refresh_token)
+
+
+async def test_logout_with_both_tokens_revokes_both_and_reports_one_logout() -> None:
+    h = Harness()
+    login = await h.login()
+    assert await h.auth.logout(login.refresh_token, access_token=login.access_token) is True
+    pairs: tuple[tuple[str, TokenKind], ...] = (
+        (login.refresh_token, "refresh"),
+        (login.access_token, "access"),
+    )
+    for token, kind in pairs:
+        jti = h.auth.codec.verify(token, kind=kind, now=h.clock()).jti
+        assert len(await h.store.find_revocations([jti])) == 1
+    assert sum(isinstance(e, LoggedOut) for e in h.events) == 1
+    assert await h.auth.logout(login.refresh_token, access_token=login.access_token) is False
+
+
+async def test_logout_uses_whichever_token_verifies() -> None:
+    h = Harness()
+    login = await h.login()
+    assert await h.auth.logout("garbage", access_token=login.access_token) is True
+    with pytest.raises(TokenRevoked):
+        await h.auth.refresh(login.refresh_token)
+
+
+async def test_logout_propagates_storage_errors() -> None:
+    h = Harness()
+    login = await h.login()
+
+    async def down(*args: Any, **kwargs: Any) -> bool:
+        raise StorageError()
+
+    h.store.revoke = down  # type: ignore[method-assign]
+    with pytest.raises(StorageError):
+        await h.auth.logout(login.refresh_token)
+
+
+async def test_logout_all_takes_the_token_and_logs_out_only_its_own_user() -> None:
+    h = Harness()
+    alice = await h.login("alice@example.com")
+    bob = await h.login("bob@example.com")
+    await h.auth.logout_all(alice.access_token)
+    with pytest.raises(TokenRevoked):
+        await h.auth.authenticate(alice.access_token)
+    assert (await h.auth.authenticate(bob.access_token)).account.user_id == bob.user_id
+    [event] = [e for e in h.events if isinstance(e, LoggedOutEverywhere)]
+    assert event.user_id == alice.user_id
+
+
+async def test_logout_all_refuses_anything_but_a_valid_access_token() -> None:
+    h = Harness()
+    alice = await h.login("alice@example.com")
+    bob = await h.login("bob@example.com")
+    for token in (bob.user_id, "not-a-token", bob.refresh_token):  # a user id is no credential
+        with pytest.raises(TokenInvalid):
+            await h.auth.logout_all(token)
+    with pytest.raises(TokenInvalid):
+        await h.auth.logout_all(_mint(h, "access", "999"))  # a user that does not exist
+    await h.auth.logout(access_token=alice.access_token)
+    with pytest.raises(TokenRevoked):
+        await h.auth.logout_all(alice.access_token)
+    assert (await h.auth.authenticate(bob.access_token)).account.user_id == bob.user_id
+    assert not any(isinstance(e, LoggedOutEverywhere) for e in h.events)
+
+
+async def test_authenticate_can_require_a_verified_user() -> None:
+    h = Harness()
+    unverified = await h.store.create("new@example.com", {})
+    token = _mint(h, "access", unverified.user_id)
+    assert (await h.auth.authenticate(token)).account.user_id == unverified.user_id
+    with pytest.raises(UserNotVerified):
+        await h.auth.authenticate(token, require_verified=True)
+    login = await h.login("new@example.com")  # verifying the code marks the user verified
+    principal = await h.auth.authenticate(login.access_token, require_verified=True)
+    assert principal.account.is_verified is True
+
+
+async def test_a_revoked_token_is_refused_before_the_verified_check() -> None:
+    h = Harness()
+    unverified = await h.store.create("new@example.com", {})
+    token = _mint(h, "access", unverified.user_id)
+    await h.auth.logout(access_token=token)
+    with pytest.raises(TokenRevoked):
+        await h.auth.authenticate(token, require_verified=True)
+
+
+async def test_a_deleted_user_gets_the_same_refusal_on_refresh_and_authenticate() -> None:
+    # Issue 11: authenticate answered UserNotFound (404) where refresh answered TokenInvalid.
+    h = Harness()
+    login = await h.login()
+    del h.store._users[login.user_id]  # the application deleted the user
+    refusals = []
+    for call in (
+        h.auth.refresh(login.refresh_token),
+        h.auth.authenticate(login.access_token),
+        h.auth.authenticate(login.access_token, require_verified=True),
+    ):
+        with pytest.raises(OTPAuthError) as refused:
+            await call
+        refusals.append((type(refused.value), refused.value.code))
+    assert refusals == [(TokenInvalid, "token_invalid")] * 3
+
+
+async def test_verify_starts_the_session_at_the_floored_millisecond() -> None:
+    h = Harness()
+    h.clock.advance(0.0009)
+    login = await h.login()
+    claims = h.auth.codec.verify(login.access_token, kind="access", now=h.clock())
+    assert claims.auth_time == session_start(h.clock())
+    assert claims.auth_time <= h.clock().timestamp()
+    h.clock.advance(1)
+    rotated = await h.auth.refresh(login.refresh_token)
+    again = h.auth.codec.verify(rotated.access_token, kind="access", now=h.clock())
+    assert again.auth_time == claims.auth_time  # a rotation keeps when the session began
