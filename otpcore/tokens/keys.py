@@ -140,11 +140,11 @@ def _load(algorithm: str, key: _KeyMaterial, kid: str | None, *, sign: bool) -> 
     try:
         # pyjwt's own loader: PEM/SSH parsing, key family and curve checks, and for HMAC the
         # refusal of PEM/JWK-shaped secrets (the HS/RS confusion defence).
+        if algorithm in HMAC_MIN_BYTES and isinstance(key, bytes | str):
+            # The floor every mode shares (never empty; pyjwt < 2.13 takes b""). The rest of
+            # the rule needs the policy's developer mode, so the codec applies it.
+            check_secret(key, algorithm=algorithm, developer_mode=True)
         loaded = reference.prepare_key(key)
-        if algorithm in HMAC_MIN_BYTES:
-            # The floor every mode shares (never empty); the length rule needs the policy's
-            # developer mode, so the codec applies the rest of it. pyjwt < 2.13 takes b"".
-            check_secret(loaded, algorithm=algorithm, developer_mode=True)
     except (PyJWTError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ValueError(f"key does not fit {algorithm}: {exc}") from None
     if algorithm in HMAC_MIN_BYTES:

@@ -524,7 +524,7 @@ def test_jwks_publishes_public_keys_that_verify_tokens(
     assert pyjwk.key_id == "k1"
     payload = jwt.decode(
         token,
-        pyjwk,
+        pyjwk.key,  # the key object, not the PyJWK: jwt.decode takes a PyJWK only from 2.9
         algorithms=[algorithm],
         options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
     )
