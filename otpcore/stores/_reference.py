@@ -24,7 +24,8 @@ Semantics, where the reference left them open:
   and change nothing, so one code is never consumed twice. Changes that do not touch the
   pending code (a concurrent wrong guess) are retried over.
 - **Time** comes from the adapter's injected clock, never the wall clock.
-- After a write, the caller's user object shows the stored state.
+- After a write, and after a :class:`~otpcore.domain.errors.ContentionError`, the caller's
+  user object shows the stored state.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ async def _write(
     state, verified = seen, bool(getattr(user, "is_verified", False))
     for _ in range(RETRIES):
         if keep_code and state.code_hash != seen.code_hash:
+            host._show(user, state, verified)  # what the caller must decide anew from
             raise ContentionError()
         new = replace(step(state, host._clock()), version=state.version + 1)
         if await host.save_challenge(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from otpcore.ports import Store
@@ -18,11 +19,22 @@ class MemoryBackend:
     name = "memory"
 
     def __init__(self) -> None:
-        self.shared = MemoryStore()
+        self.clock: Callable[[], datetime] | None = None
+        self.shared = MemoryStore(clock=self._now)
+
+    def _now(self) -> datetime:
+        return datetime.now(UTC) if self.clock is None else self.clock()
 
     @asynccontextmanager
-    async def store(self) -> AsyncIterator[Store[Any]]:
-        yield self.shared
+    async def store(
+        self, *, clock: Callable[[], datetime] | None = None
+    ) -> AsyncIterator[Store[Any]]:
+        # One shared store: a handle's clock is the store's while the handle is open.
+        self.clock = clock
+        try:
+            yield self.shared
+        finally:
+            self.clock = None
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -96,17 +97,22 @@ class MongoBackend:
         self.name = name
         self.database = database
 
-    def adapter(self, *, ttl_index: bool = False) -> Any:
+    def adapter(
+        self, *, ttl_index: bool = False, clock: Callable[[], datetime] | None = None
+    ) -> Any:
         """A new adapter on the test database, with the base user document."""
         from otpcore.stores.mongodb import BaseOTPUserDocument, MongoDBAdapter
 
+        options = {} if clock is None else {"clock": clock}
         return MongoDBAdapter(
-            self.database, USERS, BLACKLIST, BaseOTPUserDocument, ttl_index=ttl_index
+            self.database, USERS, BLACKLIST, BaseOTPUserDocument, ttl_index=ttl_index, **options
         )
 
     @asynccontextmanager
-    async def store(self) -> AsyncIterator[Store[Any]]:
-        yield self.adapter()
+    async def store(
+        self, *, clock: Callable[[], datetime] | None = None
+    ) -> AsyncIterator[Store[Any]]:
+        yield self.adapter(clock=clock)
 
 
 def _opener(driver: str) -> Callable[[], AbstractAsyncContextManager[Backend]]:

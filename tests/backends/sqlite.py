@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,12 @@ class SQLBackend:
         self.sessions = async_sessionmaker(engine, expire_on_commit=expire_on_commit)
 
     @asynccontextmanager
-    async def store(self) -> AsyncIterator[Store[Any]]:
+    async def store(
+        self, *, clock: Callable[[], datetime] | None = None
+    ) -> AsyncIterator[Store[Any]]:
+        options = {} if clock is None else {"clock": clock}
         async with self.sessions() as session:
-            yield SQLAlchemyAdapter(session, self.user_model, self.blacklist_model)
+            yield SQLAlchemyAdapter(session, self.user_model, self.blacklist_model, **options)
 
 
 def sqlite_engine(path: Path, *, recommended: bool = False) -> AsyncEngine:

@@ -1,0 +1,7 @@
+"""The reference library's adapter API, run against every backend in ``tests/backends``."""
+
+from otpcore.testing.contract import ReferenceContract
+
+
+class TestReferenceContract(ReferenceContract):
+    """Inherits every case; the ``backend`` fixture supplies each store in turn."""
