@@ -1,0 +1,1 @@
+"""Audit logging and OpenTelemetry instrumentation, through real flows."""
