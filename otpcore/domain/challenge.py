@@ -85,12 +85,18 @@ class Phase(enum.Enum):
     EXPIRED = "expired"
     ACCOUNT_LOCKED = "account_locked"
 
+    # Members are singletons compared by identity; hashing them by identity too keeps the
+    # table lookup on every decision in C (Enum's own __hash__ hashes the name in Python).
+    __hash__ = object.__hash__
+
 
 class Input(enum.Enum):
     """What can happen to a challenge: one column of the table."""
 
     REQUEST_CODE = "request_code"
     SUBMIT_GUESS = "submit_guess"
+
+    __hash__ = object.__hash__  # as for Phase
 
 
 # -- outcomes -----------------------------------------------------------------------------
