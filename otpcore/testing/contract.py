@@ -432,7 +432,7 @@ class ServiceContract:
             await bound.request_code("all@example.com")
             second = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
             clock.advance(1)
-            await bound.logout_all(first.access_token)  # the token names whose sessions
+            await bound.logout_all(first.access_token)  # the token says whose sessions end
             clock.advance(1)
             await bound.request_code("all@example.com")
             third = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
