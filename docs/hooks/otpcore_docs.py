@@ -3,6 +3,7 @@
 
 - The configuration table is generated from ``OTPAuthConfig`` (see below).
 - The error-codes page must name every ``otpcore_fastapi.ErrorCode``.
+- Sphinx roles (``:meth:``, ``:class:``, …) left in docstrings are dropped from the HTML.
 - Every test a page cites as ``path.py::test_name`` (or a test file path) must exist, so the
   security model cannot point at a renamed or deleted test.
 
@@ -29,6 +30,8 @@ MARKER = "<!-- otpcore:config-table -->"
 ERRORS_PAGE = "reference/errors.md"
 ROOT = Path(__file__).resolve().parents[2]
 # `tests/…/test_x.py::test_name`, `tests/…/test_x.py`, `otpcore/testing/contract.py::test_name`
+# Sphinx roles some docstrings use (":meth:`x`"): Markdown renders the role name literally.
+SPHINX_ROLE = re.compile(r":(?:meth|class|func|mod|data|attr|exc|obj):(?=<code>)")
 TEST_REFERENCE = re.compile(r"`((?:tests/[\w/]+|otpcore/testing/\w+)\.py)(?:::(\w+))?`")
 
 log = logging.getLogger("mkdocs.plugins.otpcore_docs")
@@ -201,3 +204,8 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, config_table())
     return markdown
+
+
+def on_page_content(html: str, **_: Any) -> str:
+    """Drop Sphinx role prefixes left in rendered docstrings, keeping the code span."""
+    return SPHINX_ROLE.sub("", html)
