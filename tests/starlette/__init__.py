@@ -1,0 +1,1 @@
+"""The Starlette example: the whole flow on otpcore alone, over real HTTP."""
