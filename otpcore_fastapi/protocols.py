@@ -83,7 +83,8 @@ UserT = TypeVar("UserT")
 class DatabaseAdapter(Protocol[UserT]):
     """The reference's adapter API, which ``SQLAlchemyAdapter`` and ``MongoDBAdapter`` provide.
 
-    Parameters are positional, as the reference's callers pass them.
+    Parameters are positional (except ``create_user``'s fields), as the reference's
+    callers pass them.
     """
 
     async def get_by_email(self, email: str, /) -> UserT | None:
@@ -94,7 +95,7 @@ class DatabaseAdapter(Protocol[UserT]):
         """The user with this primary key, or ``None``."""
         ...
 
-    async def create_user(self, email: str, /, **kwargs: Any) -> UserT:
+    async def create_user(self, email: str, **kwargs: Any) -> UserT:
         """Insert a user with ``email`` and the model's other fields."""
         ...
 

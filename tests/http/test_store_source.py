@@ -168,3 +168,71 @@ async def test_the_mirror_honours_dependency_overrides_and_the_request() -> None
         assert (await c.get("/claims", headers=headers)).status_code == 401
     assert await production.find_by_email(EMAIL) is None
     assert "/claims" in seen_paths  # the mirror refresh ran get_otp_db with the request
+
+
+async def test_the_store_is_opened_only_for_a_stale_mirror_and_closed_at_once() -> None:
+    store = MemoryStore()
+    events: list[str] = []
+
+    async def get_otp_db() -> AsyncIterator[MemoryStore]:
+        events.append("open")
+        yield store
+        events.append("close")
+
+    config = RecordingConfig()
+    app = FastAPI()
+    app.include_router(get_auth_router(get_otp_db, config), prefix="/auth")
+    claims = Depends(get_custom_claims_dependency(config))
+
+    @app.get("/claims")
+    async def read(c: dict[str, Any] = claims) -> dict[str, Any]:
+        events.append("handler")
+        return c
+
+    account = await store.create(EMAIL, {})
+    token = config.auth.codec.issue(
+        kind="access",
+        subject=account.user_id,
+        sid="s",
+        jti="j",
+        auth_time=config.clock().timestamp(),
+        now=config.clock(),
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as c:
+        for _ in range(3):
+            assert (await c.get("/claims", headers=headers)).status_code == 200
+        # Opened for the first (cold) check and closed before the handler ran; then no
+        # store session at all while the mirror is fresh.
+        assert events == ["open", "close", "handler", "handler", "handler"]
+        events.clear()
+        config.clock.advance(config.revocation_mirror_interval)
+        assert (await c.get("/claims", headers=headers)).status_code == 200
+        assert events == ["open", "close", "handler"]
+
+
+def test_a_required_query_parameter_deep_in_the_tree_is_named() -> None:
+    def get_tenant(tenant: str) -> str:
+        return tenant
+
+    def get_session(tenant: str = Depends(get_tenant)) -> str:
+        return tenant
+
+    def get_otp_db(session: str = Depends(get_session)) -> MemoryStore:
+        return MemoryStore()
+
+    with pytest.raises(ConfigurationError, match=r"get_tenant.*'tenant'"):
+        StoreSource(get_otp_db)
+
+
+def test_a_body_parameter_in_the_tree_is_refused() -> None:
+    from pydantic import BaseModel
+
+    class Payload(BaseModel):
+        value: int
+
+    def get_otp_db(payload: Payload) -> MemoryStore:
+        return MemoryStore()
+
+    with pytest.raises(ConfigurationError, match="request body"):
+        StoreSource(get_otp_db)
