@@ -1,6 +1,6 @@
 """The reference library's adapter API, run against every backend in ``tests/backends``."""
 
-from otpcore.testing.contract import ReferenceContract
+from otpcore.testing.reference import ReferenceContract
 
 
 class TestReferenceContract(ReferenceContract):
