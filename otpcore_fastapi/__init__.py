@@ -19,6 +19,7 @@ from otpcore_fastapi.dependencies import (
     get_principal_dependency,
     get_verified_user_dependency,
 )
+from otpcore_fastapi.docs_ui import offline_docs
 from otpcore_fastapi.http_errors import (
     ErrorCode,
     OTPAuthHTTPException,
@@ -65,6 +66,7 @@ __all__ = [
     "get_principal_dependency",
     "get_verified_user_dependency",
     "install_error_handlers",
+    "offline_docs",
 ]
 
 __version__ = "0.1.0"
