@@ -31,9 +31,10 @@ _APP_HELP: Final = """\
 module:attr naming the application's otpcore objects. attr may be: an OTPAuth
 (cleanup needs one bound to a store); an object whose `auth` attribute is an
 OTPAuth, such as an otpcore_fastapi.OTPAuthConfig (its cookie settings are checked
-too); an otpcore.cli.AppTarget(auth=..., store=..., open_store=..., engine=...,
-settings=...); an async context manager yielding one of these; or a zero-argument
-function (plain or async) returning any of them. The current directory is importable.
+too; cleanup purges through its revocation_source); an otpcore.cli.AppTarget(auth=...,
+store=..., open_store=..., engine=..., settings=...); an async context manager yielding
+one of these; or a zero-argument function (plain or async) returning any of them. The
+current directory is importable.
 """
 
 _EPILOG: Final = """\
@@ -131,8 +132,8 @@ async def _cleanup(args: argparse.Namespace, out: TextIO) -> int:
     async with open_target(args.app) as target:
         if target.store is None:
             raise TargetError(
-                f"{args.app} gives no store to clean: bind the OTPAuth to a store, or give "
-                "an AppTarget with store= or open_store="
+                f"{args.app} gives no store to clean: bind the OTPAuth to a store, set the "
+                "config's revocation_source, or give an AppTarget with store= or open_store="
             )
         auth = target.auth.with_store(target.store)
         try:

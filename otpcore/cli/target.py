@@ -5,7 +5,8 @@
 - an :class:`AppTarget`;
 - an :class:`~otpcore.OTPAuth` (``cleanup`` needs one bound to a store);
 - an object with an ``auth`` attribute holding an ``OTPAuth``, such as an
-  ``otpcore_fastapi.OTPAuthConfig``: its cookie settings are checked too;
+  ``otpcore_fastapi.OTPAuthConfig``: its cookie settings are checked too, and its
+  ``revocation_source`` (if set) is the store ``cleanup`` purges;
 - an async context manager yielding one of the above (opened for the command, closed after,
   so an app can dispose its engine);
 - a zero-argument callable (plain or ``async``) returning any of the above.
@@ -83,8 +84,16 @@ def _as_target(value: Any) -> AppTarget | None:
         return AppTarget(auth=value)
     auth = getattr(value, "auth", None)
     if isinstance(auth, OTPAuth):
-        return AppTarget(auth=auth, settings=value)
+        return AppTarget(auth=auth, settings=value, open_store=_revocation_source(value))
     return None
+
+
+def _revocation_source(settings: object) -> Callable[[], Any] | None:
+    # OTPAuthConfig.revocation_source opens the store outside any request: all cleanup needs.
+    source = getattr(settings, "revocation_source", None)
+    if getattr(source, "__self__", None) is settings:  # a plain function set on the class
+        source = getattr(source, "__func__", source)
+    return source if callable(source) else None
 
 
 @asynccontextmanager

@@ -100,3 +100,20 @@ async def sqlite_app() -> AsyncIterator[AppTarget]:
 
 
 not_an_app = 42
+
+
+@asynccontextmanager
+async def open_revocations() -> AsyncIterator[SQLAlchemyAdapter[User]]:
+    """The store of ``$OTPCORE_CLI_TEST_DB``, outside any request (engine disposed after)."""
+    engine = create_sqlite_engine(f"sqlite+aiosqlite:///{os.environ['OTPCORE_CLI_TEST_DB']}")
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            yield SQLAlchemyAdapter(session, User, Blacklist)
+    finally:
+        await engine.dispose()
+
+
+class SourcedConfig(ProductionConfig):
+    """A binding config that names its store for claims-only checks: what cleanup uses."""
+
+    revocation_source = staticmethod(open_revocations)

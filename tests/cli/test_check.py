@@ -86,6 +86,12 @@ def test_sqlite_is_a_warning_that_strict_turns_into_a_failure(cli: Run, tmp_path
     assert strict == 1
 
 
+def test_the_engine_is_found_through_a_configs_revocation_source(cli: Run, tmp_path: Path) -> None:
+    env = {"OTPCORE_CLI_TEST_DB": str(tmp_path / "app.db")}
+    code, findings = _check(cli, "SourcedConfig", env=env)
+    assert (code, findings["sqlite-single-host"], findings["cookie"]) == (0, "warning", "ok")
+
+
 def test_bad_numbers_are_a_usage_error(cli: Run) -> None:
     result = cli("check", "--app", f"{APPS}:production_auth", "--workers", "0")
     assert result.returncode == 2

@@ -62,6 +62,18 @@ async def test_cleanup_purges_expired_entries_only(
     assert (again.returncode, again.stdout.strip()) == (0, "purged 0 expired entries")
 
 
+async def test_a_binding_config_is_cleaned_through_its_revocation_source(
+    cli: Run, database: tuple[Path, AsyncEngine]
+) -> None:
+    path, engine = database
+    result = cli(
+        "cleanup", "--app", "tests.cli.apps:SourcedConfig", env={"OTPCORE_CLI_TEST_DB": str(path)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "purged 3 expired entries"
+    assert await _remaining(engine) == ["live"]
+
+
 def test_a_failing_store_exits_1_without_a_traceback(cli: Run, tmp_path: Path) -> None:
     # A database without the tables: the store fails, the command says so.
     result = cli("cleanup", "--app", APP, env={"OTPCORE_CLI_TEST_DB": str(tmp_path / "empty.db")})
