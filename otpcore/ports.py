@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from otpcore.domain.records import Account, ChallengeState, Revocation
+from otpcore.domain.records import Account, ChallengeState, Revocation, SessionRecord
 
 __all__ = [
     "AccountStore",
     "CodeSender",
     "RevocationStore",
+    "SessionStore",
     "Store",
 ]
 
@@ -86,7 +87,52 @@ class RevocationStore(Protocol):
         ...
 
     async def purge_expired(self, now: datetime) -> int:
-        """Delete every entry with ``expires_at <= now`` in one operation; the count removed."""
+        """Delete every entry with ``expires_at <= now`` in one operation; the count removed.
+
+        Stores that keep sessions also delete ended sessions and sessions whose
+        ``expires_at <= now`` (one more statement); those are not counted.
+        """
+        ...
+
+
+class SessionStore(Protocol):
+    """Session records: one per login, rotated by compare-and-set on the refresh generation."""
+
+    async def open_session(self, session: SessionRecord) -> None:
+        """Insert ``session`` under its unique ``sid`` (ids are random: a clash is a bug)."""
+        ...
+
+    async def find_session(self, sid: str) -> SessionRecord | None:
+        """The session with this id, ended or not, or ``None`` (never opened, or purged)."""
+        ...
+
+    async def rotate_session(
+        self, sid: str, *, expected_generation: int, now: datetime, expires_at: datetime
+    ) -> bool:
+        """Advance the generation by one and set ``rotated_at = last_used_at = now`` and
+        ``expires_at``, iff the stored generation equals ``expected_generation``, the session
+        is not ended and its ``expires_at`` is after ``now``. One conditional write; ``False``
+        means nothing changed (another refresh won, or the session is ended or expired).
+        """
+        ...
+
+    async def list_sessions(self, user_id: str, *, now: datetime) -> list[SessionRecord]:
+        """The user's active sessions (not ended, ``expires_at`` after ``now``), newest
+        ``created_at`` first, in one indexed query."""
+        ...
+
+    async def end_sessions(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        only: str | None = None,
+        keep: str | None = None,
+    ) -> list[str]:
+        """Set ``ended_at = now`` on the user's active sessions, in one write: just ``only``
+        when given, all but ``keep`` when given, else all. Returns the ids this call ended
+        (a session of another user, or one already ended, is never among them).
+        """
         ...
 
 

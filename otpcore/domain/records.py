@@ -20,6 +20,7 @@ __all__ = [
     "Claims",
     "Revocation",
     "RevocationKind",
+    "SessionRecord",
     "TokenKind",
     "session_key",
     "user_key",
@@ -166,3 +167,35 @@ def session_key(sid: str) -> str:
 def user_key(user_id: str) -> str:
     """Revocation key holding a user's logout-all cutoff."""
     return f"user:{user_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRecord:
+    """One login on one device: what a user sees in their session list, and what refresh
+    rotates.
+
+    Attributes:
+        sid: The session id, carried by every token of the session in ``sid``.
+        user_id: The owner's id as text (``sub``).
+        created_at: When the code was verified; with the absolute lifetime, when it must end.
+        last_used_at: The login or the last refresh; never written by an access.
+        rotated_at: When the current ``generation`` was issued (the grace window's anchor).
+        generation: The refresh generation: the refresh token of generation ``g`` carries
+            ``gen = g``; rotating is a compare-and-set from ``g`` to ``g + 1``.
+        user_agent: The client's ``User-Agent`` at login, at most 256 characters.
+        ip: The client address at login.
+        expires_at: When the session ends unless refreshed before: the earlier of the absolute
+            end and ``last_used_at`` plus the idle timeout.
+        ended_at: When it was ended (logout, revoked, reuse), or ``None`` while active.
+    """
+
+    sid: str
+    user_id: str
+    created_at: datetime
+    last_used_at: datetime
+    rotated_at: datetime
+    generation: int
+    user_agent: str | None
+    ip: str | None
+    expires_at: datetime
+    ended_at: datetime | None = None
