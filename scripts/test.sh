@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up the virtual environment, start PostgreSQL and the MongoDB-wire test server on
+# Set up the virtual environment, start PostgreSQL, the MongoDB-wire test server and Redis on
 # 127.0.0.1, run the whole test suite, and stop the servers again. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,11 @@ fi
 source scripts/postgres.sh
 # shellcheck source=scripts/mongodb.sh
 source scripts/mongodb.sh
-trap 'stop_mongodb || true; stop_postgres || true' EXIT
+# shellcheck source=scripts/redis.sh
+source scripts/redis.sh
+trap 'stop_redis || true; stop_mongodb || true; stop_postgres || true' EXIT
 start_postgres
 start_mongodb
+start_redis
 
 "$VENV/bin/python" -m pytest -q "$@"
