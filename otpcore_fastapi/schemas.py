@@ -11,6 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from otpcore.domain.emails import MAX_EMAIL_LENGTH
+from otpcore.domain.policy import MAX_CODE_LENGTH, MIN_CODE_LENGTH
+from otpcore.tokens.codec import MAX_TOKEN_LENGTH
+
 __all__ = [
     "ErrorResponse",
     "JWKSet",
@@ -23,10 +27,6 @@ __all__ = [
     "UnprocessableResponse",
 ]
 
-#: RFC 5321 §4.5.3.1.3 path limit minus the angle brackets; the core applies the same bound.
-EMAIL_MAX_LENGTH = 254
-#: Matches the core's bound on a presented token.
-TOKEN_MAX_LENGTH = 16_384
 
 
 class OTPRequest(BaseModel):
@@ -34,7 +34,7 @@ class OTPRequest(BaseModel):
 
     email: str = Field(
         ...,
-        max_length=EMAIL_MAX_LENGTH,
+        max_length=MAX_EMAIL_LENGTH,
         description="E-mail address to send the code to.",
         examples=["user@example.com"],
     )
@@ -45,14 +45,14 @@ class OTPVerify(BaseModel):
 
     email: str = Field(
         ...,
-        max_length=EMAIL_MAX_LENGTH,
+        max_length=MAX_EMAIL_LENGTH,
         description="E-mail address the code was sent to.",
         examples=["user@example.com"],
     )
     code: str = Field(
         ...,
-        min_length=4,
-        max_length=10,
+        min_length=MIN_CODE_LENGTH,
+        max_length=MAX_CODE_LENGTH,
         pattern=r"^[0-9]+$",
         description="The code, digits only.",
         examples=["123456"],
@@ -75,7 +75,7 @@ class RefreshRequest(BaseModel):
 
     refresh_token: str | None = Field(
         None,
-        max_length=TOKEN_MAX_LENGTH,
+        max_length=MAX_TOKEN_LENGTH,
         description="Refresh token; the cookie wins when both are present.",
     )
 
@@ -85,7 +85,7 @@ class LogoutRequest(BaseModel):
 
     refresh_token: str | None = Field(
         None,
-        max_length=TOKEN_MAX_LENGTH,
+        max_length=MAX_TOKEN_LENGTH,
         description="Refresh token of the session to end; the cookie wins when both are present.",
     )
 

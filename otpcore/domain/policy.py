@@ -8,7 +8,19 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Final
 
-__all__ = ["HMAC_MIN_BYTES", "MIN_SECRET_BYTES", "Policy", "check_secret", "is_production"]
+__all__ = [
+    "HMAC_MIN_BYTES",
+    "MAX_CODE_LENGTH",
+    "MIN_CODE_LENGTH",
+    "MIN_SECRET_BYTES",
+    "Policy",
+    "check_secret",
+    "is_production",
+]
+
+#: Digits a code may have (the request schemas bound a presented code by the same numbers).
+MIN_CODE_LENGTH: Final = 4
+MAX_CODE_LENGTH: Final = 10
 
 #: Shortest secret per HMAC algorithm outside developer mode (RFC 7518 §3.2: a key at least
 #: as long as the hash output).
@@ -127,8 +139,11 @@ class Policy:
                 "to start, because developer mode makes every code zeros. Turn developer_mode "
                 "off, or name a non-production environment."
             )
-        if not 4 <= self.code_length <= 10:
-            raise ValueError(f"code_length must be between 4 and 10, got {self.code_length}")
+        if not MIN_CODE_LENGTH <= self.code_length <= MAX_CODE_LENGTH:
+            raise ValueError(
+                f"code_length must be between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH}, "
+                f"got {self.code_length}"
+            )
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if not 1 <= self.max_failures <= 100:

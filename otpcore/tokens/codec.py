@@ -30,13 +30,13 @@ from otpcore.tokens.keys import KeySet, LoadedKey
 if TYPE_CHECKING:
     from jwt.types import HashlibHash
 
-__all__ = ["TokenCodec"]
+__all__ = ["MAX_TOKEN_LENGTH", "TokenCodec"]
 
 # JOSE `typ` per kind: RFC 9068 §2.1 for access tokens; "rt+jwt" mirrors it for refresh.
 _TYP: Final[Mapping[str, str]] = MappingProxyType({"access": "at+jwt", "refresh": "rt+jwt"})
 # Longer input is refused before parsing: pyjwt checks base64 character by character, so an
 # unbounded header would be a CPU lever for anyone who can send a request.
-_MAX_TOKEN_CHARS: Final = 16_384
+MAX_TOKEN_LENGTH: Final = 16_384
 
 _HASHES: Final[Mapping[str, HashlibHash]] = MappingProxyType(
     {"HS256": HMACAlgorithm.SHA256, "HS384": HMACAlgorithm.SHA384, "HS512": HMACAlgorithm.SHA512}
@@ -263,7 +263,7 @@ class TokenCodec:
         if typ is None:
             raise ValueError(f"kind must be 'access' or 'refresh', got {kind!r}")
         timestamp = _timestamp(now)
-        if not isinstance(token, str) or len(token) > _MAX_TOKEN_CHARS:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             raise TokenInvalid(_INVALID)
         entry = self._single
         if entry is None:
