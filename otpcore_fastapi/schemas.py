@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 
-
 class OTPRequest(BaseModel):
     """Body of ``POST /request-otp``."""
 
