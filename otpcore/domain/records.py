@@ -32,7 +32,20 @@ TokenKind: TypeAlias = Literal["access", "refresh"]
 
 #: Claims otpcore sets itself; custom claims may never name them.
 RESERVED_CLAIMS: Final[frozenset[str]] = frozenset(
-    {"sub", "iat", "nbf", "exp", "jti", "type", "sid", "iss", "aud", "auth_time"}
+    {
+        "sub",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "type",
+        "sid",
+        "iss",
+        "aud",
+        "auth_time",
+        "gen",
+        "client_id",
+    }
 )
 
 
@@ -72,6 +85,10 @@ class Claims:
         nbf: Not before, unix seconds.
         exp: Expires at, unix seconds.
         auth_time: When the session began (the code was verified), unix seconds, ms precision.
+        gen: The session's refresh generation on refresh tokens (``None`` on access tokens):
+            rotating replaces the token of generation ``g`` with one of ``g + 1``.
+        client_id: The RFC 9068 ``client_id`` of access tokens issued where one is
+            configured, else ``None``.
         extra: Custom claims only (nothing in :data:`RESERVED_CLAIMS`).
     """
 
@@ -83,12 +100,23 @@ class Claims:
     nbf: int
     exp: int
     auth_time: float
+    gen: int | None = None
+    client_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the full payload (reserved and custom claims, without ``iss``/``aud``)."""
+        """Return the full payload (reserved and custom claims, without ``iss``/``aud``).
+
+        ``gen`` and ``client_id`` appear only when the token carries them.
+        """
+        optional: dict[str, Any] = {}
+        if self.gen is not None:
+            optional["gen"] = self.gen
+        if self.client_id is not None:
+            optional["client_id"] = self.client_id
         return {
             **self.extra,
+            **optional,
             "sub": self.sub,
             "jti": self.jti,
             "sid": self.sid,

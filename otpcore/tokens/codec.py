@@ -4,6 +4,12 @@ pyjwt's public signature layer (:class:`jwt.PyJWS`) signs and verifies; the regi
 the codec relies on are checked here, from the verified payload, so every check holds the
 same on every pyjwt version the package allows.
 
+Access tokens are signed with the key set's signing key, whose public half a JWKS may
+publish. Refresh tokens are only ever read by this service, so they are signed with HS256
+under a key derived from the policy secret (HKDF-SHA256) that is never published: a service
+verifying access tokens from the JWKS cannot be handed a refresh token instead, whether or
+not it checks ``typ``.
+
 Pure: ``now`` and ``jti`` are parameters; nothing here reads the clock or draws randomness.
 Every refusal is a :class:`~otpcore.domain.errors.TokenInvalid` or
 :class:`~otpcore.domain.errors.TokenExpired` with a fixed message; pyjwt's own exceptions and
@@ -13,11 +19,14 @@ messages never leave this module.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS, get_unverified_header
 from jwt.exceptions import PyJWTError
@@ -41,6 +50,19 @@ MAX_TOKEN_LENGTH: Final = 16_384
 _HASHES: Final[Mapping[str, HashlibHash]] = MappingProxyType(
     {"HS256": HMACAlgorithm.SHA256, "HS384": HMACAlgorithm.SHA384, "HS512": HMACAlgorithm.SHA512}
 )
+
+# HKDF's `info` for the refresh-token key: names the key's one use, so the same secret
+# derives unrelated keys for anything else.
+_REFRESH_KEY_INFO: Final = b"otpcore refresh-token signing v1"
+_REFRESH_ALGORITHM: Final = "HS256"
+_REFRESH_ALGORITHMS: Final[tuple[str]] = (_REFRESH_ALGORITHM,)
+# Token times are refused outside [0, year 3000): every accepted one converts to a datetime
+# with room for the arithmetic callers do on it (a lifetime, the leeway) without overflow.
+_MAX_TIME: Final = 32_503_680_000
+# Generations are stored in 32-bit integer columns.
+_MAX_GENERATION: Final = 2**31 - 1
+# Claims whose presence depends on the kind or the configuration, checked per kind.
+_OPTIONAL_CLAIMS: Final = frozenset({"iss", "aud", "gen", "client_id"})
 
 _INVALID: Final = "Invalid token."
 _WRONG_KIND: Final = "Token has the wrong type."
@@ -95,6 +117,18 @@ def _signature_engine(keys: Sequence[LoadedKey]) -> PyJWS:
     return jws
 
 
+def _refresh_signing_key(secret: bytes) -> bytes:
+    """The HS256 key refresh tokens are signed with: HKDF-SHA256 of ``secret`` (RFC 5869).
+
+    Derived, so no second secret needs configuring; never published in a JWKS.
+    """
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=_REFRESH_KEY_INFO).derive(secret)
+
+
+def _time_in_range(value: object) -> bool:
+    return type(value) is int and 0 <= value < _MAX_TIME
+
+
 def _timestamp(now: datetime) -> float:
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
@@ -122,9 +156,14 @@ def _unverified_kid(token: str) -> str:
 class TokenCodec:
     """Issues and verifies access and refresh tokens for one key set and policy.
 
+    Access tokens are signed with the key set's signing key. Refresh tokens are signed with
+    HS256 under a key derived from ``policy.secret`` (HKDF-SHA256, never published), whatever
+    the key set's algorithm.
+
     Args:
-        keys: The signing key and the keys tokens are accepted from.
-        policy: Lifetimes, ``iss``/``aud``, leeway and developer mode.
+        keys: The signing key and the keys access tokens are accepted from.
+        policy: The secret, lifetimes, ``iss``/``aud``/``client_id``, leeway and developer
+            mode.
 
     Raises:
         ValueError: An HMAC secret the policy refuses (see
@@ -141,6 +180,8 @@ class TokenCodec:
         "_jws",
         "_leeway",
         "_lifetimes",
+        "_refresh_jws",
+        "_refresh_key",
         "_required",
         "_signing",
         "_single",
@@ -154,14 +195,24 @@ class TokenCodec:
                     entry.key, algorithm=entry.algorithm, developer_mode=policy.developer_mode
                 )
         self._jws = _signature_engine((keys._signing, *loaded))
-        # Present and not null, as pyjwt's `require` option means it.
-        self._required = tuple(
-            sorted(
-                RESERVED_CLAIMS - {"iss", "aud"}
-                | ({"iss"} if policy.issuer is not None else set())
-                | ({"aud"} if policy.audience is not None else set())
-            )
+        refresh_key = _refresh_signing_key(policy.secret)
+        self._refresh_key = refresh_key
+        self._refresh_jws = PyJWS(
+            algorithms=[], options={"verify_signature": True, "enforce_minimum_key_length": True}
         )
+        self._refresh_jws.register_algorithm(
+            _REFRESH_ALGORITHM, _CheckedHMAC(_HASHES[_REFRESH_ALGORITHM], (refresh_key,))
+        )
+        # Present and not null, as pyjwt's `require` option means it.
+        common = (
+            RESERVED_CLAIMS - _OPTIONAL_CLAIMS
+            | ({"iss"} if policy.issuer is not None else set())
+            | ({"aud"} if policy.audience is not None else set())
+        )
+        self._required: dict[str, tuple[str, ...]] = {
+            "access": tuple(sorted(common)),
+            "refresh": tuple(sorted(common | {"gen"})),
+        }
         self._signing = keys._signing
         self._single = loaded[0] if len(loaded) == 1 else None
         self._by_kid = keys._by_kid
@@ -173,13 +224,22 @@ class TokenCodec:
             "refresh": policy.refresh_lifetime.total_seconds(),
         }
         kid = {"kid": self._signing.kid} if self._signing.kid is not None else {}
-        self._headers = {kind: {"typ": typ, **kid} for kind, typ in _TYP.items()}
+        # Refresh tokens name no kid: only this service reads them, with one key.
+        self._headers = {
+            "access": {"typ": _TYP["access"], **kid},
+            "refresh": {"typ": _TYP["refresh"]},
+        }
         fixed: dict[str, str] = {}
         if policy.issuer is not None:
             fixed["iss"] = policy.issuer
         if policy.audience is not None:
             fixed["aud"] = policy.audience
-        self._fixed_claims = fixed
+        client_id = getattr(policy, "client_id", None)
+        self._fixed_claims: dict[str, dict[str, str]] = {
+            # RFC 9068 §2.2: client_id names the client the access token was issued to.
+            "access": {**fixed, "client_id": client_id} if client_id is not None else fixed,
+            "refresh": fixed,
+        }
 
     def issue(
         self,
@@ -191,6 +251,8 @@ class TokenCodec:
         auth_time: float,
         now: datetime,
         extra: Mapping[str, Any] | None = None,
+        generation: int | None = None,
+        expires_at: datetime | None = None,
     ) -> str:
         """Sign a token of ``kind`` valid from ``now`` for the policy's lifetime.
 
@@ -202,12 +264,18 @@ class TokenCodec:
             auth_time: When the session began, unix seconds (kept to the millisecond).
             now: The current instant (timezone-aware).
             extra: Custom claims; JSON-serializable, none of :data:`RESERVED_CLAIMS`.
+            generation: The session's refresh generation, written as ``gen``; refresh tokens
+                only (``None`` there means 0).
+            expires_at: An earlier end than ``now`` plus the kind's lifetime (e.g. the
+                session's absolute or idle end); a later one is ignored.
 
         Returns:
             The compact JWS.
 
         Raises:
             ReservedClaimError: ``extra`` names a reserved claim.
+            ValueError: An unknown ``kind``, a ``generation`` on an access token or outside
+                0 to 2**31 - 1.
         """
         try:
             headers = self._headers[kind]
@@ -220,30 +288,41 @@ class TokenCodec:
                 raise ReservedClaimError(frozenset(clash))
         timestamp = _timestamp(now)
         issued = int(timestamp)
+        expires = int(timestamp + lifetime)
+        if expires_at is not None:
+            expires = min(expires, int(_timestamp(expires_at)))
         payload: dict[str, Any] = {
             "sub": subject,
             "iat": issued,
             "nbf": issued,
-            "exp": int(timestamp + lifetime),
+            "exp": expires,
             "jti": jti,
             "type": kind,
             "sid": sid,
             "auth_time": round(auth_time, 3),
-            **self._fixed_claims,
+            **self._fixed_claims[kind],
         }
+        if kind == "refresh":
+            gen = 0 if generation is None else generation
+            if type(gen) is not int or not 0 <= gen <= _MAX_GENERATION:
+                raise ValueError(f"generation must be an int in 0..2**31-1, got {generation!r}")
+            payload["gen"] = gen
+            key, algorithm, jws = self._refresh_key, _REFRESH_ALGORITHM, self._refresh_jws
+        else:
+            if generation is not None:
+                raise ValueError("generation is carried by refresh tokens only")
+            key, algorithm, jws = self._signing.key, self._signing.algorithm, self._jws
         if extra:
             payload.update(extra)
-        signing = self._signing
         # As pyjwt's PyJWT.encode serializes a payload (compact JSON, UTF-8).
         encoded = json.dumps(payload, separators=(",", ":")).encode()
-        return self._jws.encode(
-            encoded, signing.key, algorithm=signing.algorithm, headers=headers, sort_headers=False
-        )
+        return jws.encode(encoded, key, algorithm=algorithm, headers=headers, sort_headers=False)
 
     def verify(self, token: str, *, kind: TokenKind, now: datetime) -> Claims:
         """Check a token's signature, kind, issuer, audience and times at ``now``.
 
-        The algorithm is the one pinned to the key the token names, never the header's.
+        Access tokens are checked against the key the token names, with the algorithm pinned
+        to that key, never the header's; refresh tokens against the derived refresh key.
 
         Args:
             token: The compact JWS as presented.
@@ -256,7 +335,9 @@ class TokenCodec:
         Raises:
             TokenExpired: ``exp`` is at or before ``now`` minus the leeway.
             TokenInvalid: Anything else wrong: malformed, bad signature, unknown ``kid``,
-                wrong kind, wrong ``iss``/``aud``, a missing claim, or ``nbf``/``iat``
+                wrong kind, wrong ``iss``/``aud``, a missing claim, a claim of the wrong
+                type or out of range (times outside 0 to year 3000, a non-finite or future
+                ``auth_time``, ``gen`` not an int in 0 to 2**31 - 1), or ``nbf``/``iat``
                 after ``now`` plus the leeway.
         """
         typ = _TYP.get(kind)
@@ -265,13 +346,22 @@ class TokenCodec:
         timestamp = _timestamp(now)
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             raise TokenInvalid(_INVALID)
-        entry = self._single
-        if entry is None:
-            entry = self._by_kid.get(_unverified_kid(token))
+        if kind == "refresh":
+            jws, key, algorithms, kid = (
+                self._refresh_jws,
+                self._refresh_key,
+                _REFRESH_ALGORITHMS,
+                None,
+            )
+        else:
+            entry = self._single
             if entry is None:
-                raise TokenInvalid(_INVALID)
+                entry = self._by_kid.get(_unverified_kid(token))
+                if entry is None:
+                    raise TokenInvalid(_INVALID)
+            jws, key, algorithms, kid = self._jws, entry.key, entry.algorithms, entry.kid
         try:
-            decoded = self._jws.decode_complete(token, entry.key, algorithms=entry.algorithms)
+            decoded = jws.decode_complete(token, key, algorithms=algorithms)
             payload: Any = json.loads(decoded["payload"])
         except Exception:
             # Fail closed: whatever pyjwt or the decoders raise on hostile input (including
@@ -281,8 +371,8 @@ class TokenCodec:
         header: dict[str, Any] = decoded["header"]
         if (
             not isinstance(payload, dict)
-            or not self._registered_claims_hold(payload)
-            or header.get("kid", entry.kid) != entry.kid
+            or not self._registered_claims_hold(payload, kind)
+            or header.get("kid", kid) != kid
             # RFC 7515 §4.1.11: no extension is understood here (pyjwt < 2.11 ignores crit).
             or "crit" in header
         ):
@@ -291,15 +381,26 @@ class TokenCodec:
             raise TokenInvalid(_WRONG_KIND)
         iat, nbf, exp = payload["iat"], payload["nbf"], payload["exp"]
         sid, auth_time = payload["sid"], payload["auth_time"]
+        leeway = self._leeway
         if (
-            type(iat) is not int
-            or type(nbf) is not int
-            or type(exp) is not int
+            not _time_in_range(iat)
+            or not _time_in_range(nbf)
+            or not _time_in_range(exp)
             or not isinstance(sid, str)
+            # JSON allows NaN and Infinity as numbers; bool is an int subclass.
             or type(auth_time) not in (int, float)
+            or not math.isfinite(auth_time)
+            or not 0 <= auth_time <= timestamp + leeway + 1
         ):
             raise TokenInvalid(_INVALID)
-        leeway = self._leeway
+        gen = payload.get("gen")
+        client_id = payload.get("client_id")
+        if (kind == "refresh" and not (type(gen) is int and 0 <= gen <= _MAX_GENERATION)) or (
+            kind == "access" and "gen" in payload
+        ):
+            raise TokenInvalid(_INVALID)
+        if client_id is not None and not isinstance(client_id, str):
+            raise TokenInvalid(_INVALID)
         if exp <= timestamp - leeway:
             raise TokenExpired()
         if nbf > timestamp + leeway or iat > timestamp + leeway:
@@ -313,20 +414,22 @@ class TokenCodec:
             nbf=nbf,
             exp=exp,
             auth_time=float(auth_time),
+            gen=gen,
+            client_id=client_id,
             extra=MappingProxyType(
                 {name: value for name, value in payload.items() if name not in RESERVED_CLAIMS}
             ),
         )
 
-    def _registered_claims_hold(self, payload: dict[str, Any]) -> bool:
+    def _registered_claims_hold(self, payload: dict[str, Any], kind: str) -> bool:
         """pyjwt's claim checks (``PyJWT._validate_claims``) with the options the codec needs.
 
-        Every required claim present and not null; ``iss`` equal to the configured issuer;
-        ``aud`` as pyjwt's ``strict_aud``: one string equal to the configured audience, and
-        absent (or empty) when none is configured; ``sub`` and ``jti`` strings. Times are
-        checked by :meth:`verify` against the caller's ``now``.
+        Every required claim of ``kind`` present and not null; ``iss`` equal to the
+        configured issuer; ``aud`` as pyjwt's ``strict_aud``: one string equal to the
+        configured audience, and absent (or empty) when none is configured; ``sub`` and
+        ``jti`` strings. Times are checked by :meth:`verify` against the caller's ``now``.
         """
-        for name in self._required:
+        for name in self._required[kind]:
             if payload.get(name) is None:
                 return False
         # JSON decodes to plain types, so equal to a configured str means a str.

@@ -16,6 +16,8 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +30,10 @@ from otpcore.tokens import KeySet, SigningKey, TokenCodec, VerificationKey
 SECRET = b"k" * 32
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 T0 = int(NOW.timestamp())
+# The refresh-token key, derived here independently of the codec (RFC 5869 HKDF-SHA256).
+REFRESH_KEY = HKDF(
+    algorithm=SHA256(), length=32, salt=None, info=b"otpcore refresh-token signing v1"
+).derive(SECRET)
 GENERIC = r"^Invalid token\.$"
 WRONG_KIND = r"^Token has the wrong type\.$"
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -224,13 +230,30 @@ def test_audience_token_presented_where_no_audience_is_configured(codec: TokenCo
 
 
 def test_refresh_token_presented_as_access(codec: TokenCodec) -> None:
-    with pytest.raises(TokenInvalid, match=WRONG_KIND):
-        codec.verify(issue(codec, "refresh"), kind="access", now=NOW)
+    # Issue 10: signed with the derived refresh key, which access verification never uses
+    # (it was "wrong type" while both kinds shared a key).
+    assert_refused(codec, issue(codec, "refresh"), "access")
 
 
 def test_access_token_presented_as_refresh(codec: TokenCodec) -> None:
-    with pytest.raises(TokenInvalid, match=WRONG_KIND):
-        codec.verify(issue(codec, "access"), kind="refresh", now=NOW)
+    assert_refused(codec, issue(codec, "access"), "refresh")
+
+
+def test_refresh_token_is_signed_with_the_derived_key(codec: TokenCodec) -> None:
+    token = issue(codec, "refresh")
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "rt+jwt"}
+    jwt.PyJWS().decode(token, REFRESH_KEY, algorithms=["HS256"])
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.PyJWS().decode(token, SECRET, algorithms=["HS256"])
+    assert (
+        codec.verify(
+            forge(claims(type="refresh", gen=0), typ="rt+jwt", key=REFRESH_KEY),
+            kind="refresh",
+            now=NOW,
+        ).gen
+        == 0
+    )
+    assert_refused(codec, forge(claims(type="refresh", gen=0), typ="rt+jwt"), "refresh")
 
 
 @pytest.mark.parametrize(
@@ -241,8 +264,10 @@ def test_access_token_presented_as_refresh(codec: TokenCodec) -> None:
 def test_typ_header_and_type_claim_must_both_match(
     codec: TokenCodec, typ: str, claim: str, kind: TokenKind
 ) -> None:
+    # Signed with the key of the kind expected, so only the kind is wrong.
+    key, gen = (SECRET, None) if kind == "access" else (REFRESH_KEY, 0)
     with pytest.raises(TokenInvalid, match=WRONG_KIND):
-        codec.verify(forge(claims(type=claim), typ=typ), kind=kind, now=NOW)
+        codec.verify(forge(claims(type=claim, gen=gen), typ=typ, key=key), kind=kind, now=NOW)
 
 
 def test_missing_typ_header(codec: TokenCodec) -> None:

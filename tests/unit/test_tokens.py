@@ -85,7 +85,8 @@ def test_round_trip(
     token = issue(codec, kind=kind)
 
     header = jwt.get_unverified_header(token)
-    assert header == {"alg": algorithm, "typ": typ}
+    # Refresh tokens are HS256 under the derived, never-published key, whatever the key set.
+    assert header == {"alg": algorithm if kind == "access" else "HS256", "typ": typ}
     assert codec.verify(token, kind=kind, now=NOW) == Claims(
         sub="user-1",
         jti="jti-1",
@@ -95,6 +96,7 @@ def test_round_trip(
         nbf=T0,
         exp=T0 + lifetime,
         auth_time=AUTH_TIME,
+        gen=0 if kind == "refresh" else None,
         extra={},
     )
 
@@ -198,7 +200,22 @@ def test_reserved_claim_error_lists_every_clash() -> None:
 
 def test_reserved_claims_are_exactly_the_documented_set() -> None:
     assert (
-        frozenset({"sub", "iat", "nbf", "exp", "jti", "type", "sid", "iss", "aud", "auth_time"})
+        frozenset(
+            {
+                "sub",
+                "iat",
+                "nbf",
+                "exp",
+                "jti",
+                "type",
+                "sid",
+                "iss",
+                "aud",
+                "auth_time",
+                "gen",
+                "client_id",
+            }
+        )
         == RESERVED_CLAIMS
     )
 
