@@ -12,11 +12,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from otpcore.domain.records import Account, ChallengeState, Revocation, SessionRecord
+from otpcore.domain.records import (
+    Account,
+    ChallengeState,
+    LimitHit,
+    LimitWindow,
+    PendingChallenge,
+    Revocation,
+    SessionRecord,
+)
 
 __all__ = [
     "AccountStore",
+    "ChallengeStore",
     "CodeSender",
+    "LimitStore",
     "RevocationStore",
     "SessionStore",
     "Store",
@@ -132,6 +142,90 @@ class SessionStore(Protocol):
         """Set ``ended_at = now`` on the user's active sessions, in one write: just ``only``
         when given, all but ``keep`` when given, else all. Returns the ids this call ended
         (a session of another user, or one already ended, is never among them).
+        """
+        ...
+
+
+class ChallengeStore(Protocol):
+    """Pending codes, one record per requester binding (:class:`PendingChallenge`).
+
+    Records are keyed by ``id`` (a keyed hash of the requester's ``challenge_id``) and found
+    for unbound guesses by ``subject`` (a keyed hash of the address), so the same calls are
+    made for known and unknown addresses. ``purge_expired`` deletes records whose
+    ``expires_at <= now`` (one more statement, not counted in its result).
+    """
+
+    async def create_challenge(self, challenge: PendingChallenge) -> None:
+        """Insert ``challenge`` under its unique ``id``, in one write (ids are random: a
+        clash is a bug, and the store may raise)."""
+        ...
+
+    async def find_challenge(self, challenge_id: str) -> PendingChallenge | None:
+        """The record with this ``id`` (expired or not, until purged), or ``None``; one
+        indexed read."""
+        ...
+
+    async def newest_challenge(self, subject: str) -> PendingChallenge | None:
+        """The ``subject``'s record with the latest ``state.last_request_at`` (ties: the
+        greatest ``id``), whatever its state (consumed, spent, expired but not yet purged),
+        or ``None``; one indexed read."""
+        ...
+
+    async def update_challenge(
+        self,
+        challenge_id: str,
+        *,
+        expected_version: int,
+        state: ChallengeState,
+        expires_at: datetime,
+    ) -> bool:
+        """Store ``state`` and ``expires_at`` on the record iff its stored
+        ``state.version`` still equals ``expected_version``. One conditional write
+        (SQL ``UPDATE … WHERE id = :id AND version = :seen`` checked by ``rowcount``; Mongo
+        ``update_one``/``find_one_and_update`` with the version in the filter). ``False``
+        means another writer won (or the record is gone) and nothing was changed: the
+        caller reloads and decides again.
+        """
+        ...
+
+
+class LimitStore(Protocol):
+    """Sliding-window counters for send and guess limits, one atomic statement per hit.
+
+    A counter is ``(key, window_start, count, previous_count, expires_at)``; the pure core
+    computes the :class:`LimitWindow` (fixed-window starts and the previous window's
+    weight) from its clock and passes it in, so stores only compare and add. Keys are at
+    most 64 characters and are already keyed hashes (never an address). ``purge_expired``
+    deletes counters whose ``expires_at <= now`` (one more statement, not counted).
+    """
+
+    async def hit(self, key: str, *, limit: int, window: LimitWindow) -> LimitHit:
+        """Count one hit on ``key`` iff it keeps the sliding count within ``limit``.
+
+        One atomic statement has this effect (SQL ``INSERT … ON CONFLICT (key) DO UPDATE
+        SET … WHERE <allowed> RETURNING …``; Mongo ``find_one_and_update`` with an
+        update pipeline; memory without an ``await`` in between):
+
+        1. Roll the stored counter to ``window.start``: stored ``window_start`` at or after
+           ``window.start`` (never moved back, e.g. by a host whose clock lags) keeps both
+           counts; stored ``window_start == window.previous_start`` makes
+           ``previous_count = count, count = 0``; anything older, or no counter, makes both 0.
+        2. ``allowed = previous_count * window.weight + count + 1 <= limit`` on the rolled
+           counts. (A missing counter is always allowed, since ``limit >= 1``: the
+           ``INSERT`` branch needs no condition.)
+        3. If allowed, store the rolled counter with ``count + 1``, ``window_start =
+           max(stored, window.start)`` and ``expires_at = window.expires_at``. If refused,
+           change nothing (the stored row may stay un-rolled).
+
+        Returns the rolled counts after the call (``count`` includes this hit when
+        allowed). On a refusal the statement returns no row; the store may read the
+        counter with a second, read-only statement to report the counts (they only size
+        ``retry_after``; reporting the rolled counts it decided on is enough).
+
+        Concurrent hits on one key serialize on that key (row lock, document-level
+        atomicity): of any number of concurrent hits, across processes and hosts, with
+        room for ``k`` more, exactly ``k`` are allowed; a loser sees ``allowed=False``
+        and nothing counted. The limit is never exceeded.
         """
         ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
@@ -18,6 +18,9 @@ __all__ = [
     "Account",
     "ChallengeState",
     "Claims",
+    "LimitHit",
+    "LimitWindow",
+    "PendingChallenge",
     "Revocation",
     "RevocationKind",
     "SessionRecord",
@@ -61,6 +64,9 @@ class ChallengeState:
         last_request_at: When the last code was issued (for the resend cooldown).
         last_failure_at: When the last wrong guess was counted (for the account lock).
         version: Incremented by every stored transition; the compare-and-set guard.
+        unbound_attempts: Guesses counted against the pending code from clients that
+            presented no binding (one shared budget per code; see
+            :class:`PendingChallenge`).
     """
 
     code_hash: str | None = None
@@ -70,6 +76,7 @@ class ChallengeState:
     last_request_at: datetime | None = None
     last_failure_at: datetime | None = None
     version: int = 0
+    unbound_attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,3 +234,71 @@ class SessionRecord:
     ip: str | None
     expires_at: datetime
     ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingChallenge:
+    """One requester's code: the binding a request-otp hands out, and its state.
+
+    Every code request without a (matching) binding creates a new one, so a stranger's
+    request never replaces another requester's code or starts its cooldown.
+
+    Attributes:
+        id: The store key: a keyed hash of the opaque ``challenge_id`` the requester holds
+            (never the ``challenge_id`` itself). At most 64 characters.
+        subject: A keyed hash of the normalized address the code was sent to (known and
+            unknown addresses alike; never the address). At most 64 characters. Indexed
+            together with ``state.last_request_at`` for :meth:`ChallengeStore.newest_challenge`.
+        state: The code, its bound (``attempts``) and unbound (``unbound_attempts``) budgets,
+            the binding's cooldown and its own failures; ``state.version`` is the
+            compare-and-set guard. ``state.last_request_at`` is set on every record.
+        expires_at: When the record stops mattering (code expired, cooldown and lock over);
+            ``purge_expired`` removes it after that.
+    """
+
+    id: str
+    subject: str
+    state: ChallengeState
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitWindow:
+    """Where one instant falls for a sliding-window limit; computed by the pure core.
+
+    The window approximates a sliding window of ``length`` by two fixed windows: the
+    current one (``start``) counts in full, the previous one (``previous_start``) by the
+    ``weight`` still inside the sliding window (Cloudflare's and ``limits``' sliding
+    window counter).
+
+    Attributes:
+        length: The window length.
+        start: Start of the fixed window containing now (epoch-aligned multiple of
+            ``length``).
+        previous_start: ``start - length``.
+        weight: Share of the previous fixed window still inside the sliding window:
+            ``1 - (now - start) / length``, in ``(0, 1]``.
+        expires_at: ``start + 2 * length``: after that the counter can no longer matter.
+    """
+
+    length: timedelta
+    start: datetime
+    previous_start: datetime
+    weight: float
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitHit:
+    """What one :meth:`LimitStore.hit` saw and did.
+
+    Attributes:
+        allowed: Whether the hit was within the limit and counted.
+        count: The current fixed window's count after the call (this hit included when
+            ``allowed``).
+        previous_count: The previous fixed window's count.
+    """
+
+    allowed: bool
+    count: int
+    previous_count: int
