@@ -7,11 +7,12 @@ orchestrates it over the storage ports of :mod:`otpcore.ports`.
 from otpcore.domain.emails import InvalidEmail, normalize_email
 from otpcore.domain.errors import OTPAuthError
 from otpcore.domain.policy import Policy
-from otpcore.service import Login, OTPAuth, Principal
+from otpcore.service import CodeRequest, Login, OTPAuth, Principal
 from otpcore.tokens import Claims, KeySet, SigningKey, VerificationKey
 
 __all__ = [
     "Claims",
+    "CodeRequest",
     "InvalidEmail",
     "KeySet",
     "Login",

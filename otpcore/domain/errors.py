@@ -17,6 +17,7 @@ __all__ = [
     "ContentionError",
     "DeliveryError",
     "OTPAuthError",
+    "RateLimited",
     "RefreshReused",
     "ReservedClaimError",
     "StorageError",
@@ -82,6 +83,26 @@ class CodeCooldown(OTPAuthError):
 
     code = "otp_cooldown"
     default_message = "Please wait before requesting a new code."
+
+
+class RateLimited(OTPAuthError):
+    """A send or guess limit refused the request; ``retry_after`` says when to ask again.
+
+    Attributes:
+        limit: Which limit refused: ``"client"`` (codes per client address),
+            ``"mailbox"`` (codes per mailbox), ``"global"`` (the deployment's hourly code
+            budget) or ``"verify_client"`` (guesses per client address). Decided before
+            anything about the address is looked at, so it reveals nothing about accounts.
+    """
+
+    code = "rate_limited"
+    default_message = "Too many requests. Please try again later."
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int | None = None, limit: str = ""
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.limit = limit
 
 
 class TokenInvalid(OTPAuthError):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from otpcore.domain.records import Account, Claims
 
-__all__ = ["Login", "Principal"]
+__all__ = ["CodeRequest", "Login", "Principal"]
 
 U = TypeVar("U")
 
@@ -26,6 +26,11 @@ class Login(Generic[U]):
         sid: The session both tokens belong to.
         access_expires_at: When the access token stops working.
         refresh_expires_at: When the refresh token stops working.
+        device: The device allowance for this client and address: an opaque value to keep
+            (the binding sets it as a long-lived HttpOnly cookie) and pass back to
+            :meth:`OTPAuth.request_code` and :meth:`OTPAuth.verify_code` as ``device``. It
+            gives this client its own share of the mailbox's send budget and exempts it
+            from the account-wide failure lock strangers can reach.
     """
 
     access_token: str
@@ -36,6 +41,27 @@ class Login(Generic[U]):
     access_expires_at: datetime
     refresh_expires_at: datetime
     token_type: str = "bearer"  # noqa: S105 - the OAuth 2.0 token type, not a secret
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeRequest:
+    """An accepted code request: the requester's binding to its code.
+
+    Returned alike for known and unknown addresses (nothing here depends on the account).
+
+    Attributes:
+        challenge_id: Opaque binding (128 random bits, URL-safe): pass it back to
+            :meth:`OTPAuth.verify_code` so the guess is evaluated against this code only,
+            and to :meth:`OTPAuth.request_code` to resend on the same binding. The binding
+            sets it as an HttpOnly cookie and returns it in the body.
+        resend_after: Seconds until this binding may ask for another code.
+        expires_in: Seconds the code can be redeemed for.
+    """
+
+    challenge_id: str = field(repr=False)
+    resend_after: int
+    expires_in: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
