@@ -26,7 +26,7 @@ from otpcore.ports import RevocationStore
 from otpcore.service import OTPAuth
 from otpcore.tokens import KeySet, SigningKey, VerificationKey
 from otpcore_fastapi.store_source import StoreSource, current_request
-from otpcore_fastapi.transport import RefreshTransport
+from otpcore_fastapi.transport import ChallengeCookie, RefreshTransport
 
 __all__ = ["OTPAuthConfig", "RevocationSource"]
 
@@ -64,6 +64,7 @@ class _Built:
     keys: KeySet
     auth: OTPAuth[Any]
     transport: RefreshTransport
+    challenge: ChallengeCookie
     source: RevocationSource | None
 
 
@@ -110,6 +111,9 @@ class OTPAuthConfig(ABC):
     cookie_path: str | None = None
     cookie_domain: str | None = None
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    #: Cookie carrying request-otp's binding to verify-otp (cookie and both modes); same
+    #: path, domain, ``Secure`` and ``SameSite`` as the refresh cookie.
+    challenge_cookie_name: str = "otp_challenge"
     #: Answer 404 for unknown e-mails instead of exactly as for known ones (reveals accounts).
     reveal_unknown_users: bool = False
     #: Longest a claims-only check trusts this worker's revocation mirror.
@@ -218,6 +222,11 @@ class OTPAuthConfig(ABC):
         """How the refresh token travels (cookie, body or both) and the CSRF check."""
         return self._current.transport
 
+    @property
+    def challenge_cookie(self) -> ChallengeCookie:
+        """The cookie carrying request-otp's binding to verify-otp (cookie and both modes)."""
+        return self._current.challenge
+
     def jwks(self) -> dict[str, Any] | None:
         """The public keys as a JWK Set, or ``None`` when tokens use a shared secret."""
         return self._current.keys.jwks() if self.private_key is not None else None
@@ -273,11 +282,19 @@ class OTPAuthConfig(ABC):
                 revocation_source=source or self._open_recorded_source,
             )
             transport = RefreshTransport(self)
+            challenge = ChallengeCookie(self)
         except ConfigurationError:
             raise
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(str(exc)) from exc
-        return _Built(policy=policy, keys=keys, auth=auth, transport=transport, source=source)
+        return _Built(
+            policy=policy,
+            keys=keys,
+            auth=auth,
+            transport=transport,
+            challenge=challenge,
+            source=source,
+        )
 
     def _install(self, built: _Built) -> None:
         was_developer = "_current" in self.__dict__ and self._current.policy.developer_mode
@@ -317,21 +334,10 @@ class OTPAuthConfig(ABC):
             raise ConfigurationError("cookie_samesite='none' requires cookie_secure=True")
         if self.cookie_path is not None and not self.cookie_path.startswith("/"):
             raise ConfigurationError(f"cookie_path must start with '/', got {self.cookie_path!r}")
-        if not self.cookie_name:
-            raise ConfigurationError("cookie_name must not be empty")
-        # RFC 6265bis §4.1.3: browsers drop cookies whose prefix promises what they lack.
-        if self.cookie_name.startswith(("__Secure-", "__Host-")) and not self.cookie_secure:
-            raise ConfigurationError(
-                f"cookie_name {self.cookie_name!r} needs cookie_secure=True (browsers refuse "
-                "a __Secure- or __Host- cookie without Secure)"
-            )
-        if self.cookie_name.startswith("__Host-") and (
-            self.cookie_path != "/" or self.cookie_domain is not None
-        ):
-            raise ConfigurationError(
-                f"cookie_name {self.cookie_name!r} needs cookie_path='/' and no cookie_domain "
-                "(browsers refuse a __Host- cookie otherwise)"
-            )
+        for setting in ("cookie_name", "challenge_cookie_name"):
+            self._check_cookie_name(setting, getattr(self, setting))
+        if self.challenge_cookie_name == self.cookie_name:
+            raise ConfigurationError("challenge_cookie_name must differ from cookie_name")
         uses_cookie = self.refresh_token_delivery in ("cookie", "both")
         if uses_cookie and not self.cookie_secure and is_production(environment):
             raise ConfigurationError(
@@ -343,6 +349,23 @@ class OTPAuthConfig(ABC):
                 raise ConfigurationError(
                     f"trusted_origins entries look like 'https://app.example.com', got {origin!r}"
                 )
+
+    def _check_cookie_name(self, setting: str, name: object) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"{setting} must not be empty")
+        # RFC 6265bis §4.1.3: browsers drop cookies whose prefix promises what they lack.
+        if name.startswith(("__Secure-", "__Host-")) and not self.cookie_secure:
+            raise ConfigurationError(
+                f"{setting} {name!r} needs cookie_secure=True (browsers refuse "
+                "a __Secure- or __Host- cookie without Secure)"
+            )
+        if name.startswith("__Host-") and (
+            self.cookie_path != "/" or self.cookie_domain is not None
+        ):
+            raise ConfigurationError(
+                f"{setting} {name!r} needs cookie_path='/' and no cookie_domain "
+                "(browsers refuse a __Host- cookie otherwise)"
+            )
 
     def _build_keys(self) -> KeySet:
         if self.private_key is None:

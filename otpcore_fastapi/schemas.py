@@ -15,12 +15,17 @@ from otpcore.domain.emails import MAX_EMAIL_LENGTH
 from otpcore.domain.policy import MAX_CODE_LENGTH, MIN_CODE_LENGTH
 from otpcore.tokens.codec import MAX_TOKEN_LENGTH
 
+#: Bounds of a presented ``challenge_id``: opaque, URL-safe, far longer than any issued one.
+CHALLENGE_ID_MAX_LENGTH = 128
+CHALLENGE_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+
 __all__ = [
     "ErrorResponse",
     "JWKSet",
     "LogoutRequest",
     "MessageResponse",
     "OTPRequest",
+    "OTPRequested",
     "OTPVerify",
     "RefreshRequest",
     "TokenResponse",
@@ -55,6 +60,15 @@ class OTPVerify(BaseModel):
         pattern=r"^[0-9]+$",
         description="The code, digits only.",
         examples=["123456"],
+    )
+    challenge_id: str | None = Field(
+        None,
+        max_length=CHALLENGE_ID_MAX_LENGTH,
+        pattern=CHALLENGE_ID_PATTERN,
+        description="The `challenge_id` request-otp returned: the guess is checked against "
+        "that request's code only, under its own attempt budget. Without it (and without the "
+        "challenge cookie) the guess is unbound: checked against the newest code under a "
+        "separate, shared budget.",
     )
 
 
@@ -93,6 +107,17 @@ class MessageResponse(BaseModel):
     """A human-readable confirmation."""
 
     message: str = Field(..., description="What happened.")
+
+
+class OTPRequested(MessageResponse):
+    """Answer of ``POST /request-otp``: the reference's message plus the binding."""
+
+    challenge_id: str | None = Field(
+        None,
+        description="Opaque binding to this request's code; send it back with verify-otp "
+        "(browsers also get it as an HTTP-only cookie). Returned for every accepted request, "
+        "whether or not the address has an account.",
+    )
 
 
 class ErrorResponse(BaseModel):

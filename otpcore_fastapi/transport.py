@@ -4,26 +4,50 @@ Browsers attach cookies to cross-site requests, so a refresh token that came fro
 is only honoured for requests from the app's own site: ``Sec-Fetch-Site`` when the browser
 sends it, else ``Origin`` against the request's own origin and ``trusted_origins``. Tokens
 from the body cannot be attached by another site and need no such check.
+
+Also here: the challenge cookie, which carries request-otp's binding (``challenge_id``) to
+verify-otp in a browser, and the client address the send and guess limits are keyed by.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Final
 
 from fastapi import Request, Response
 
 from otpcore.service import Login
 from otpcore_fastapi.http_errors import CSRFRefused
-from otpcore_fastapi.schemas import TokenResponse
+from otpcore_fastapi.schemas import CHALLENGE_ID_MAX_LENGTH, CHALLENGE_ID_PATTERN, TokenResponse
 
 if TYPE_CHECKING:  # the config builds its transport: a runtime import would be circular
     from otpcore_fastapi.config import OTPAuthConfig
 
-__all__ = ["RefreshTransport"]
+__all__ = ["ChallengeCookie", "RefreshTransport", "client_address"]
 
 # Fetch Metadata (W3C): "none" is a user-initiated navigation, e.g. a bookmark.
 _SAME_SITE_FETCH: Final = frozenset({"same-origin", "same-site", "none"})
 _DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
+_CHALLENGE_ID: Final = re.compile(CHALLENGE_ID_PATTERN)
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address as the ASGI server reports it (``scope["client"]``).
+
+    Behind a reverse proxy this is the proxy, unless the server is told to trust its
+    forwarding headers (uvicorn ``--proxy-headers --forwarded-allow-ips=<proxy>``): the
+    binding never reads ``X-Forwarded-For`` itself, which any client can send.
+    """
+    client = request.client
+    return client.host if client is not None else None
+
+
+def _prefix_path(request: Request, configured: str | None) -> str:
+    if configured is not None:
+        return configured
+    # The router's endpoints are one segment under its prefix: "/auth/verify-otp" ->
+    # "/auth", so a cookie travels only to the auth endpoints.
+    return request.url.path.rsplit("/", 1)[0] or "/"
 
 
 def _origin(scheme: str, host: str) -> str:
@@ -106,11 +130,7 @@ class RefreshTransport:
             raise CSRFRefused()
 
     def _cookie_path(self, request: Request) -> str:
-        if self._path is not None:
-            return self._path
-        # The router's endpoints are one segment under its prefix: "/auth/verify-otp" ->
-        # "/auth", so the cookie travels only to the auth endpoints.
-        return request.url.path.rsplit("/", 1)[0] or "/"
+        return _prefix_path(request, self._path)
 
     def deliver(self, login: Login[object], request: Request, response: Response) -> TokenResponse:
         """Set the cookie and/or build the body for a new token pair."""
@@ -137,6 +157,61 @@ class RefreshTransport:
             response.delete_cookie(
                 self._name,
                 path=self._cookie_path(request),
+                domain=self._domain,
+                secure=self._secure,
+                httponly=True,
+                samesite=self._samesite,
+            )
+
+
+class ChallengeCookie:
+    """Carries request-otp's ``challenge_id`` to verify-otp as an HTTP-only cookie.
+
+    Set in the ``cookie`` and ``both`` delivery modes (browser clients); clients in ``body``
+    mode send the ``challenge_id`` from request-otp's body instead. Same path, domain,
+    ``Secure`` and ``SameSite`` as the refresh cookie; it lives as long as a code.
+    """
+
+    __slots__ = ("_domain", "_max_age", "_name", "_path", "_samesite", "_secure", "enabled")
+
+    def __init__(self, config: OTPAuthConfig) -> None:
+        self.enabled = config.refresh_token_delivery in ("cookie", "both")
+        self._name = config.challenge_cookie_name
+        self._path = config.cookie_path
+        self._domain = config.cookie_domain
+        self._secure = config.cookie_secure
+        self._samesite = config.cookie_samesite
+        self._max_age = max(1, int(config.otp_expiry.total_seconds()))
+
+    def set(self, request: Request, response: Response, challenge_id: str) -> None:
+        """Hand the binding to the browser (in cookie and both modes)."""
+        if self.enabled:
+            response.set_cookie(
+                self._name,
+                challenge_id,
+                max_age=self._max_age,
+                path=_prefix_path(request, self._path),
+                domain=self._domain,
+                secure=self._secure,
+                httponly=True,
+                samesite=self._samesite,
+            )
+
+    def read(self, request: Request) -> str | None:
+        """The binding the browser presented; ``None`` without one or for a malformed one."""
+        if not self.enabled:
+            return None
+        value = request.cookies.get(self._name)
+        if not value or len(value) > CHALLENGE_ID_MAX_LENGTH or not _CHALLENGE_ID.fullmatch(value):
+            return None
+        return value
+
+    def clear(self, request: Request, response: Response) -> None:
+        """Expire the cookie once its code is redeemed."""
+        if self.enabled and self._name in request.cookies:
+            response.delete_cookie(
+                self._name,
+                path=_prefix_path(request, self._path),
                 domain=self._domain,
                 secure=self._secure,
                 httponly=True,
