@@ -27,7 +27,7 @@ from otpcore.service.context import (
     require_store,
     utc_now,
 )
-from otpcore.service.results import Login, Principal
+from otpcore.service.results import CodeRequest, Login, Principal
 from otpcore.tokens import KeySet, TokenCodec
 
 __all__ = ["OTPAuth", "RevocationSource"]
@@ -131,17 +131,46 @@ class OTPAuth(Generic[U]):
 
     # -- codes ---------------------------------------------------------------------------
 
-    async def request_code(self, email: str) -> None:
-        """Issue a code for ``email`` and hand it to the sender.
+    async def request_code(
+        self,
+        email: str,
+        *,
+        ip: str | None = None,
+        challenge_id: str | None = None,
+        device: str | None = None,
+    ) -> CodeRequest:
+        """Issue a code for ``email`` bound to this requester, and start its delivery.
+
+        A request without ``challenge_id`` (or with one that is unknown, expired or for
+        another address) opens a new binding; a stranger's request therefore never replaces
+        another requester's code nor starts its cooldown. Known and unknown addresses get
+        the same answer, after the same store calls; nothing waits for the mailer.
+
+        Args:
+            email: The address to send a code to.
+            ip: The client address as the server sees it (behind a proxy: the trusted
+                forwarded address); keys the per-client send limit (IPv6 by /64).
+                ``None`` skips that limit.
+            challenge_id: The binding of an earlier request, to resend on it.
+            device: The :attr:`Login.device` allowance this client holds for the address.
+
+        Returns:
+            The binding (``challenge_id``), returned for unknown addresses too.
 
         Raises:
             InvalidEmail: ``email`` is not an acceptable address.
-            CodeCooldown: A code was issued too recently (``retry_after`` set).
-            AccountLocked: Too many consecutive failures; issuing is paused.
+            RateLimited: A send limit refused (``retry_after`` and ``limit`` set).
+            CodeCooldown: This binding was sent a code too recently (``retry_after`` set).
+            AccountLocked: Too many failures from clients without an allowance.
             UserNotFound: Unknown e-mail, only with ``reveal_unknown_users``.
-            DeliveryError: The sender failed; the code was withdrawn.
         """
         await codes.request_code(self._s, require_store(self.store), email)
+        # Interim (issue 8 in progress): the binding is not stored yet.
+        return CodeRequest(
+            challenge_id=new_token_id(),
+            resend_after=int(self._s.policy.resend_cooldown.total_seconds()),
+            expires_in=int(self._s.policy.code_lifetime.total_seconds()),
+        )
 
     async def verify_code(self, email: str, code: str) -> Login[U]:
         """Redeem ``code`` for ``email``: a new session and its token pair.
