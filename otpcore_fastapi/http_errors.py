@@ -63,6 +63,7 @@ class ErrorCode(StrEnum):
     OTP_EXPIRED = "otp_expired"
     OTP_LOCKED = "otp_locked"
     OTP_COOLDOWN = "otp_cooldown"
+    RATE_LIMITED = "rate_limited"
     BUSY = "busy"
     TOKEN_MISSING = "token_missing"  # noqa: S105 - an error code, not a secret
     TOKEN_INVALID = "token_invalid"  # noqa: S105 - an error code, not a secret
@@ -129,6 +130,13 @@ ERROR_TABLE: Final[Mapping[type[Exception], HTTPErrorSpec]] = MappingProxyType(
         errors.AccountLocked: HTTPErrorSpec(E.OTP_LOCKED, 429, _NONE, "Too many failed attempts."),
         errors.CodeCooldown: HTTPErrorSpec(
             E.OTP_COOLDOWN, 429, _NONE, "A code was requested too recently."
+        ),
+        errors.RateLimited: HTTPErrorSpec(
+            E.RATE_LIMITED,
+            429,
+            _NONE,
+            "A send or guess limit (per client address, per mailbox or the global budget) "
+            "refused the request.",
         ),
         errors.ContentionError: HTTPErrorSpec(
             E.BUSY, 429, _NONE, "Too many concurrent requests; retry."
