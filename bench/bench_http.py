@@ -72,23 +72,32 @@ class Server:
         raise RuntimeError(f"the server printed no code for {email}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
 
 
-@contextmanager
-def serve(database_url: str) -> Iterator[Server]:
-    """Run the demo app on ``database_url`` in a uvicorn subprocess."""
-    port = _free_port()
-    env = {**os.environ, "BENCH_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable, "-m", "uvicorn", "bench.bench_http:make_app", "--factory",
+def uvicorn_command(python: str | Path, factory: str, port: int) -> list[str]:
+    """The command line that serves ``factory`` (``module:function``) on one uvicorn worker.
+
+    The same for our app and for every peer: default loop and HTTP implementation, no
+    access log, only warnings logged.
+    """
+    return [
+        str(python), "-m", "uvicorn", factory, "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
         "--log-level", "warning",
     ]  # fmt: skip
+
+
+@contextmanager
+def run_server(
+    command: list[str], port: int, env: dict[str, str], health_path: str = "/ping"
+) -> Iterator[Server]:
+    """Run ``command`` (a server listening on ``port``) until ``health_path`` answers 2xx."""
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -106,11 +115,12 @@ def serve(database_url: str) -> Iterator[Server]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(f"{server.base_url}/ping", timeout=1).raise_for_status()
+                httpx.get(f"{server.base_url}{health_path}", timeout=1).raise_for_status()
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark server did not start") from None
+                    output = "".join(_drain(lines))
+                    raise RuntimeError(f"the server did not start: {command}\n{output}") from None
                 time.sleep(0.2)
         yield server
     finally:
@@ -123,6 +133,24 @@ def serve(database_url: str) -> Iterator[Server]:
         reader.join(timeout=10)  # the pipe reaches EOF once the process is gone
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _drain(lines: queue.Queue[str]) -> list[str]:
+    drained = []
+    while True:
+        try:
+            drained.append(lines.get_nowait())
+        except queue.Empty:
+            return drained
+
+
+@contextmanager
+def serve(database_url: str, factory: str = "bench.bench_http:make_app") -> Iterator[Server]:
+    """Run our app (``factory``) on ``database_url`` in a uvicorn subprocess."""
+    port = free_port()
+    env = {**os.environ, "BENCH_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    with run_server(uvicorn_command(sys.executable, factory, port), port, env) as server:
+        yield server
 
 
 def log_in(server: Server) -> str:
@@ -140,21 +168,41 @@ def log_in(server: Server) -> str:
         return token
 
 
-def wrk(url: str, token: str, *, duration: int, connections: int, threads: int) -> float:
+def wrk_command(
+    url: str, token: str | None, *, duration: int, connections: int, threads: int
+) -> list[str]:
+    """The ``wrk`` command line for ``url``, with the bearer token when there is one."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s"]
+    if token is not None:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    return [*command, url]
+
+
+def parse_wrk(output: str) -> float:
+    """Requests per second from ``wrk``'s report.
+
+    Raises:
+        RuntimeError: ``wrk`` saw non-2xx responses or socket errors (a refused token must
+            not pass for a fast route), or the report has no rate.
+    """
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk saw errors:\n{output}")
+    match = _RATE.search(output)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    return float(match.group(1))
+
+
+def wrk(url: str, token: str | None, *, duration: int, connections: int, threads: int) -> float:
     """Requests per second ``wrk`` measured for ``url`` (non-2xx responses fail the run)."""
     result = subprocess.run(
-        [
-            "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-            "-H", f"Authorization: Bearer {token}", url,
-        ],
+        wrk_command(url, token, duration=duration, connections=connections, threads=threads),
         capture_output=True, text=True, check=True, timeout=duration + 60,
     )  # fmt: skip
-    if "Non-2xx" in result.stdout or "Socket errors" in result.stdout:
-        raise RuntimeError(f"wrk saw errors for {url}:\n{result.stdout}")
-    match = _RATE.search(result.stdout)
-    if match is None:
-        raise RuntimeError(f"unexpected wrk output:\n{result.stdout}")
-    return float(match.group(1))
+    try:
+        return parse_wrk(result.stdout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{url}: {exc}") from None
 
 
 def measure(
