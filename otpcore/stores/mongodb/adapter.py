@@ -1,9 +1,9 @@
-"""``MongoDBAdapter``: the storage ports over two MongoDB collections.
+"""``MongoDBAdapter``: the storage ports over three MongoDB collections.
 
 Works with a database from PyMongo's ``AsyncMongoClient`` or from Motor's
 ``AsyncIOMotorClient``: only the async API the two share is used. Every state change is one
 conditional write guarded on the integer ``otp_version``; uniqueness comes from the unique
-indexes of :mod:`otpcore.stores.mongodb.indexes`.
+indexes of :mod:`otpcore.stores.mongodb.indexes`. Sessions: :mod:`otpcore.stores.mongodb.sessions`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from otpcore.stores.mongodb.documents import (
     revocation_of,
     to_db,
 )
+from otpcore.stores.mongodb.sessions import MongoSessions
 
 __all__ = ["MongoDBAdapter"]
 
@@ -70,8 +71,10 @@ async def _to_list(cursor_or_awaitable: Any) -> list[dict[str, Any]]:
     return result
 
 
-class MongoDBAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
-    """Users and revocations in two MongoDB collections; implements :class:`otpcore.ports.Store`.
+class MongoDBAdapter(StoreBase, ReferenceAPI, MongoSessions, Generic[UserT]):
+    """Users, revocations and sessions in MongoDB; implements :class:`otpcore.ports.Store`.
+
+    Sessions live in the collection ``f"{blacklist_collection_name}_sessions"``.
 
     Also keeps the reference library's methods that applications call directly
     (``get_by_email``, ``create_user``, ``add_to_blacklist``, …).
@@ -81,9 +84,10 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
         user_collection_name: Collection holding ``user_model_class`` documents.
         blacklist_collection_name: Collection holding revocation entries.
         user_model_class: :class:`BaseOTPUserDocument` or a subclass of it.
-        ttl_index: Whether :meth:`ensure_indexes` adds the TTL index that lets the server
-            delete entries once ``expires_at`` passes on its own clock. Turn it off only
-            when entries carry instants from another clock (tests with a fake clock).
+        ttl_index: Whether :meth:`ensure_indexes` adds the TTL indexes that let the server
+            delete revocations and sessions once ``expires_at`` passes on its own clock.
+            Turn it off only when entries carry instants from another clock (tests with a
+            fake clock).
         clock: Current time for the reference methods that stamp documents
             (``update_otp``, ``add_to_blacklist``, ``cleanup_blacklist``, …).
     """
@@ -105,6 +109,7 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
         self._clock = clock
         self.user_collection = database[user_collection_name]
         self.blacklist_collection = database[blacklist_collection_name]
+        self.session_collection = database[f"{blacklist_collection_name}_sessions"]
         self.user_model_class = user_model_class
         self.ttl_index = ttl_index
         self._index_key = (
@@ -117,8 +122,9 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
     # -- indexes ---------------------------------------------------------------------------
 
     async def ensure_indexes(self) -> None:
-        """Create the unique ``email`` and ``jti`` indexes, the TTL index on ``expires_at``
-        (unless disabled) and the ``blacklisted_at`` index. Idempotent.
+        """Create the unique ``email`` and ``jti`` indexes, the TTL indexes on ``expires_at``
+        (unless disabled), the ``blacklisted_at`` index and the sessions' ``(user_id,
+        expires_ms)`` index. Idempotent.
 
         Raises:
             ConfigurationError: An index with the same keys but other options exists.
@@ -128,6 +134,7 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
             self.database.client,
             self.user_collection,
             self.blacklist_collection,
+            self.session_collection,
             ttl_index=self.ttl_index,
             key=self._index_key,
         )
@@ -365,8 +372,10 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
         return [entry for entry in found if entry.revoked_at >= cursor and entry.expires_at > now]
 
     async def purge_expired(self, now: datetime) -> int:
-        """See :meth:`otpcore.ports.RevocationStore.purge_expired`."""
+        """See :meth:`otpcore.ports.RevocationStore.purge_expired`: one ``delete_many`` for
+        the revocations, one for the sessions."""
         result = await self.blacklist_collection.delete_many({"expires_at": {"$lte": to_db(now)}})
+        await self._purge_sessions(now)
         return int(result.deleted_count)
 
     # -- what the reference methods need -------------------------------------------------

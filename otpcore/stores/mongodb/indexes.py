@@ -2,7 +2,7 @@
 
 Uniqueness (one user per e-mail, one entry per revoked identifier) comes from unique
 indexes, so the adapter creates them itself before its first write that relies on them,
-once per process and database.
+once per process and database; the sessions collection's indexes come with them.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ def ensured(client: Any, key: IndexKey) -> bool:
 
 
 async def ensure_indexes(
-    client: Any, users: Any, blacklist: Any, *, ttl_index: bool, key: IndexKey
+    client: Any, users: Any, blacklist: Any, sessions: Any, *, ttl_index: bool, key: IndexKey
 ) -> None:
     """Create the unique ``email`` and ``jti`` indexes, the TTL index on ``expires_at``
-    (when ``ttl_index``) and the ``blacklisted_at`` index. Idempotent.
+    (when ``ttl_index``) and the ``blacklisted_at`` index; on ``sessions``, the
+    ``(user_id, expires_ms)`` index and (when ``ttl_index``) the TTL index on ``expires_at``.
+    Idempotent.
 
     Raises:
         ConfigurationError: An index with the same keys but other options exists.
@@ -48,6 +50,11 @@ async def ensure_indexes(
         if ttl_index:
             await blacklist.create_index("expires_at", expireAfterSeconds=0)
         await blacklist.create_index("blacklisted_at")
+        # A user's active sessions (list, end) in one index range.
+        await sessions.create_index([("user_id", 1), ("expires_ms", 1)])
+        if ttl_index:
+            # Expired sessions go on their own; ended ones wait for purge_expired.
+            await sessions.create_index("expires_at", expireAfterSeconds=0)
     except OperationFailure as exc:
         if exc.code not in _INDEX_CONFLICTS:
             raise

@@ -38,6 +38,7 @@ from otpcore.stores._record import challenge_of
 from otpcore.stores._reference import ReferenceAPI
 from otpcore.stores.sqlalchemy.ids import parse_id
 from otpcore.stores.sqlalchemy.models import BaseOTPUserTable, TokenBlacklist
+from otpcore.stores.sqlalchemy.sessions import SQLSessions, session_plan
 from otpcore.stores.sqlalchemy.statements import (
     CUTOFF_KIND,
     STATE_COLUMNS,
@@ -83,8 +84,11 @@ def _commit_keeping_loaded(session: Session) -> None:
         session.expire_on_commit = expire
 
 
-class SQLAlchemyAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
+class SQLAlchemyAdapter(StoreBase, ReferenceAPI, SQLSessions, Generic[UserT]):
     """The storage ports, and the reference's adapter methods, over one ``AsyncSession``.
+
+    Sessions live in ``<revocation table>_sessions``, declared on the revocation model's
+    ``MetaData`` (see :mod:`otpcore.stores.sqlalchemy.sessions`).
 
     Args:
         session: The application's session (one per request).
@@ -118,8 +122,11 @@ class SQLAlchemyAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
         self.blacklist_model = blacklist_model
         self._clock = clock
         self._plan = plan_for(user_model, blacklist_model)
+        self._session_plan = session_plan(blacklist_model)
         bind = session.bind
         self._dialect = None if bind is None else bind.dialect.name
+        # SQLite before 3.35 has no UPDATE … RETURNING; end_sessions then reads first.
+        self._returning = bind is None or bind.dialect.update_returning
         self._autocommit = self._dialect in _FREE_AUTOCOMMIT
 
     # -- plumbing -------------------------------------------------------------------------
@@ -404,10 +411,12 @@ class SQLAlchemyAdapter(StoreBase, ReferenceAPI, Generic[UserT]):
         return found
 
     async def purge_expired(self, now: datetime) -> int:
-        """See :meth:`otpcore.ports.RevocationStore.purge_expired`. One ``DELETE``."""
+        """See :meth:`otpcore.ports.RevocationStore.purge_expired`. One ``DELETE`` for the
+        revocations, one for the sessions."""
         await self._one_statement()
         result = cast(
             CursorResult[Any], await self.session.execute(self._plan.purge, {"p_now": now})
         )
+        await self._purge_sessions(now)
         await self._commit()
         return result.rowcount

@@ -1,15 +1,39 @@
-"""The tables: the mixins for the application's user and revocation models, and their types."""
+"""The tables: the mixins for the application's user and revocation models, and their types.
+
+The sessions table has no mixin of its own: it is declared next to the application's
+revocation table, on that table's ``MetaData``, as soon as a :class:`TokenBlacklist` subclass
+is mapped (whatever the mapping style). So the ``Base.metadata.create_all`` an application
+already runs, and Alembic's autogenerate, see it without a third model.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
-from sqlalchemy import Boolean, Integer, String, false, text, types
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    event,
+    false,
+    inspect,
+    text,
+    types,
+)
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
-__all__ = ["BaseOTPUserTable", "TokenBlacklist", "UTCDateTime"]
+from otpcore.domain.errors import ConfigurationError
+
+__all__ = ["BaseOTPUserTable", "TokenBlacklist", "UTCDateTime", "sessions_table"]
+
+#: Column widths of the sessions table; longer values are cut to them before they are stored.
+USER_AGENT_LENGTH: Final = 256
+IP_LENGTH: Final = 64
 
 IdType = TypeVar("IdType")
 
@@ -80,3 +104,68 @@ class TokenBlacklist:
     token_type: Mapped[str] = mapped_column(String(10), nullable=False)
     blacklisted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+def _sessions_name(blacklist: Table) -> str:
+    return f"{blacklist.name}_sessions"
+
+
+def _declare_sessions_table(mapper: Mapper[Any], class_: type) -> None:
+    """Declare ``<blacklist table>_sessions`` on the revocation table's ``MetaData``, once.
+
+    Runs when a :class:`TokenBlacklist` subclass is mapped (declarative, legacy
+    ``declarative_base()``, ``registry.mapped``, imperative); inheriting mappers share the
+    table and find it declared.
+    """
+    blacklist = mapper.local_table
+    if not isinstance(blacklist, Table):
+        return
+    name = _sessions_name(blacklist)
+    key = name if blacklist.schema is None else f"{blacklist.schema}.{name}"
+    if key in blacklist.metadata.tables:
+        return
+    Table(
+        name,
+        blacklist.metadata,
+        Column("sid", String(64), primary_key=True),
+        # Text whatever the user key's type (integer, UUID, …): what tokens carry in ``sub``.
+        Column("user_id", String(255), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("last_used_at", UTCDateTime, nullable=False),
+        Column("rotated_at", UTCDateTime, nullable=False),
+        Column("expires_at", UTCDateTime, nullable=False),
+        Column("generation", Integer, nullable=False, default=0, server_default=text("0")),
+        Column("user_agent", String(USER_AGENT_LENGTH), nullable=True),
+        Column("ip", String(IP_LENGTH), nullable=True),
+        Column("ended_at", UTCDateTime, nullable=True),
+        # A user's active sessions (list, end) and the purge, each one index range.
+        Index(f"ix_{name}_user_id_expires_at", "user_id", "expires_at"),
+        Index(f"ix_{name}_expires_at", "expires_at"),
+        schema=blacklist.schema,
+    )
+
+
+event.listen(TokenBlacklist, "after_mapper_constructed", _declare_sessions_table, propagate=True)
+
+
+def sessions_table(blacklist_model: type) -> Table:
+    """The sessions table declared for ``blacklist_model``'s revocation table.
+
+    Raises:
+        ConfigurationError: ``blacklist_model`` is not a mapped :class:`TokenBlacklist`
+            subclass.
+    """
+    mapper: Mapper[Any] | None = inspect(blacklist_model, raiseerr=False)
+    blacklist = None if mapper is None else mapper.local_table
+    if (
+        mapper is None
+        or not isinstance(blacklist, Table)
+        or not issubclass(blacklist_model, TokenBlacklist)
+    ):
+        raise ConfigurationError(
+            f"{getattr(blacklist_model, '__name__', blacklist_model)!s} must be a mapped "
+            "subclass of TokenBlacklist"
+        )
+    name = _sessions_name(blacklist)
+    key = name if blacklist.schema is None else f"{blacklist.schema}.{name}"
+    return blacklist.metadata.tables[key]
