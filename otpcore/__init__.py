@@ -7,7 +7,7 @@ orchestrates it over the storage ports of :mod:`otpcore.ports`.
 from otpcore.domain.emails import InvalidEmail, normalize_email
 from otpcore.domain.errors import OTPAuthError
 from otpcore.domain.policy import Policy
-from otpcore.service import CodeRequest, Login, OTPAuth, Principal
+from otpcore.service import CodeRequest, Login, OTPAuth, Principal, SessionView
 from otpcore.tokens import Claims, KeySet, SigningKey, VerificationKey
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "OTPAuthError",
     "Policy",
     "Principal",
+    "SessionView",
     "SigningKey",
     "VerificationKey",
     "normalize_email",

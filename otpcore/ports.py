@@ -230,7 +230,7 @@ class LimitStore(Protocol):
         ...
 
 
-class Store(AccountStore[U], RevocationStore, Protocol[U]):
+class Store(AccountStore[U], RevocationStore, SessionStore, Protocol[U]):
     """Everything the service needs from one storage backend."""
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "RateLimited",
     "RefreshReused",
     "ReservedClaimError",
+    "SessionNotFound",
     "StorageError",
     "TokenExpired",
     "TokenInvalid",
@@ -131,6 +132,17 @@ class RefreshReused(OTPAuthError):
 
     code = "refresh_reused"
     default_message = "Refresh token reuse detected; the session has been revoked."
+
+
+class SessionNotFound(OTPAuthError):
+    """The session named is not one of the caller's active sessions.
+
+    Also raised for another user's session, and for one that ended or expired: the caller
+    learns nothing about sessions that are not its own.
+    """
+
+    code = "session_not_found"
+    default_message = "Session not found."
 
 
 class UserNotFound(OTPAuthError):

@@ -91,7 +91,7 @@ class RefreshReuseDetected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoggedOut:
-    """Session ``sid`` was revoked by logout."""
+    """Session ``sid`` was ended: by logout, or by its user from another session."""
 
     at: datetime
     user_id: str

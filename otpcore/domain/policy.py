@@ -66,6 +66,10 @@ def check_secret(secret: bytes | str, *, algorithm: str = "HS256", developer_mod
         )
 
 
+# Upper bound of the clock-skew leeway and the refresh grace window: beyond a few minutes
+# either stops being tolerance and becomes a second token lifetime.
+_MAX_SKEW: Final = timedelta(minutes=5)
+
 #: Deployment names on which developer mode is refused (compared stripped, case-folded).
 _PRODUCTION_NAMES: Final = frozenset({"production", "prod"})
 
@@ -104,10 +108,19 @@ class Policy:
             ``lockout_duration`` (NIST SP 800-63B rev 4 §3.2.2: at most 100).
         lockout_duration: How long issuing stops once ``max_failures`` is reached.
         access_lifetime: Access-token lifetime.
-        refresh_lifetime: Refresh-token (and session) lifetime.
+        refresh_lifetime: Lifetime of one refresh token; each refresh issues a new one.
+        session_lifetime: Absolute session lifetime: no refresh extends a session past its
+            login plus this (NIST SP 800-63B rev 4 §2.2.3: reauthenticate at AAL1 at least
+            every 30 days).
+        idle_timeout: A session not refreshed for this long ends; ``None`` means
+            ``refresh_lifetime`` (see :attr:`session_idle_timeout`).
+        refresh_grace: How long after a refresh the token it replaced still yields the same
+            successor instead of counting as reuse (0 = strict, 0-5 min).
         issuer: ``iss`` claim to set and require, if any.
         audience: ``aud`` claim to set and require, if any.
-        leeway: Clock skew tolerated when checking ``exp``/``nbf``/``iat`` (0-30 s).
+        client_id: RFC 9068 ``client_id`` claim for access tokens, if any.
+        leeway: Clock skew tolerated between hosts when checking ``exp``/``nbf``/``iat``,
+            and how far back the revocation mirror looks (0-5 min).
         developer_mode: Codes are all zeros and short secrets are accepted. Never in production.
         environment: The deployment's name (e.g. ``OTPCORE_ENV``), passed in by the caller;
             ``developer_mode`` is refused when it is ``production`` or ``prod``.
@@ -123,9 +136,13 @@ class Policy:
     lockout_duration: timedelta = timedelta(hours=24)
     access_lifetime: timedelta = timedelta(hours=1)
     refresh_lifetime: timedelta = timedelta(days=7)
+    session_lifetime: timedelta = timedelta(days=30)
+    idle_timeout: timedelta | None = None
+    refresh_grace: timedelta = timedelta(seconds=10)
     issuer: str | None = None
     audience: str | None = None
-    leeway: timedelta = timedelta(0)
+    client_id: str | None = None
+    leeway: timedelta = timedelta(seconds=30)
     developer_mode: bool = False
     environment: str | None = None
 
@@ -148,15 +165,36 @@ class Policy:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if not 1 <= self.max_failures <= 100:
             raise ValueError(f"max_failures must be between 1 and 100, got {self.max_failures}")
-        for name in ("code_lifetime", "access_lifetime", "refresh_lifetime", "lockout_duration"):
+        for name in (
+            "code_lifetime",
+            "access_lifetime",
+            "refresh_lifetime",
+            "session_lifetime",
+            "lockout_duration",
+        ):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")
+        if self.idle_timeout is not None and self.idle_timeout <= timedelta(0):
+            raise ValueError("idle_timeout must be positive")
+        if not timedelta(0) <= self.refresh_grace <= _MAX_SKEW:
+            raise ValueError("refresh_grace must be between 0 and 5 minutes")
+        if self.client_id is not None and not self.client_id:
+            raise ValueError("client_id must not be empty")
         if self.resend_cooldown < timedelta(0):
             raise ValueError("resend_cooldown must not be negative")
-        if not timedelta(0) <= self.leeway <= timedelta(seconds=30):
-            raise ValueError("leeway must be between 0 and 30 seconds")
+        if not timedelta(0) <= self.leeway <= _MAX_SKEW:
+            raise ValueError("leeway must be between 0 and 5 minutes")
         thresholds = [step for step, _ in self.backoff]
         if thresholds != sorted(thresholds) or any(w < timedelta(0) for _, w in self.backoff):
             raise ValueError("backoff must be sorted by failures with non-negative waits")
         if self.refresh_lifetime < self.access_lifetime:
             raise ValueError("refresh_lifetime must not be shorter than access_lifetime")
+        if self.session_idle_timeout < self.access_lifetime:
+            # A client refreshes when its access token runs out; a shorter idle timeout would
+            # end every session before its first refresh.
+            raise ValueError("idle_timeout must not be shorter than access_lifetime")
+
+    @property
+    def session_idle_timeout(self) -> timedelta:
+        """The idle timeout in force: :attr:`idle_timeout`, else :attr:`refresh_lifetime`."""
+        return self.refresh_lifetime if self.idle_timeout is None else self.idle_timeout

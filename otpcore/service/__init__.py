@@ -2,6 +2,6 @@
 core (:mod:`otpcore.domain`), write back with compare-and-set."""
 
 from otpcore.service.auth import OTPAuth, RevocationSource
-from otpcore.service.results import CodeRequest, Login, Principal
+from otpcore.service.results import CodeRequest, Login, Principal, SessionView
 
-__all__ = ["CodeRequest", "Login", "OTPAuth", "Principal", "RevocationSource"]
+__all__ = ["CodeRequest", "Login", "OTPAuth", "Principal", "RevocationSource", "SessionView"]

@@ -27,7 +27,7 @@ from otpcore.service.context import (
     require_store,
     utc_now,
 )
-from otpcore.service.results import CodeRequest, Login, Principal
+from otpcore.service.results import CodeRequest, Login, Principal, SessionView
 from otpcore.tokens import KeySet, TokenCodec
 
 __all__ = ["OTPAuth", "RevocationSource"]
@@ -101,7 +101,7 @@ class OTPAuth(Generic[U]):
             new_user_fields=new_user_fields,
             claims_for=claims_for,
             max_retries=max_retries,
-            mirror=RevocationMirror(interval=mirror_interval),
+            mirror=RevocationMirror(interval=mirror_interval, leeway=policy.leeway),
             mirror_lock=asyncio.Lock(),
             revocation_source=revocation_source,
         )
@@ -172,12 +172,35 @@ class OTPAuth(Generic[U]):
             expires_in=int(self._s.policy.code_lifetime.total_seconds()),
         )
 
-    async def verify_code(self, email: str, code: str) -> Login[U]:
+    async def verify_code(
+        self,
+        email: str,
+        code: str,
+        *,
+        challenge_id: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        device: str | None = None,
+    ) -> Login[U]:
         """Redeem ``code`` for ``email``: a new session and its token pair.
 
         The guess is stored as counted before the outcome is revealed, so no number of
         concurrent requests evaluates more than ``policy.max_attempts`` guesses per code,
-        and exactly one of several concurrent correct guesses wins.
+        and exactly one of several concurrent correct guesses wins. The winner opens a
+        session record that its user can list and end (:meth:`list_sessions`).
+
+        Args:
+            email: The address the code was sent to.
+            code: The code as typed.
+            challenge_id: The binding :meth:`request_code` returned, if the client kept it:
+                the guess is then evaluated against that binding's code only, under its own
+                budget of ``policy.max_attempts``. Without one it is evaluated against the
+                address's newest code under one shared unbound budget of ``max_attempts``
+                per code, which never touches a bound budget and never counts toward the
+                account-wide failure lock.
+            user_agent: The client's ``User-Agent``, kept on the session (256 characters).
+            ip: The client's address, kept on the session; keys the per-client guess limit.
+            device: The :attr:`Login.device` allowance this client holds, if any.
 
         Raises:
             InvalidEmail: ``email`` is not an acceptable address.
@@ -186,28 +209,36 @@ class OTPAuth(Generic[U]):
             AccountLocked: No guesses left on this code, or the account is locked.
             UserNotFound: Unknown e-mail, only with ``reveal_unknown_users``.
         """
-        return await codes.verify_code(self._s, require_store(self.store), email, code)
+        return await codes.verify_code(
+            self._s, require_store(self.store), email, code, user_agent=user_agent, ip=ip
+        )
 
     # -- tokens and sessions ---------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> Login[U]:
         """Rotate ``refresh_token`` into a new pair in the same session.
 
-        Exactly one of several concurrent refreshes of one token succeeds; every other
-        presentation of it is reuse, which revokes the session.
+        Exactly one presentation of a token rotates the session, across processes (a
+        compare-and-set on the session's refresh generation). Another presentation of the
+        same token within ``policy.refresh_grace`` of that rotation (a second tab, a retry
+        after a lost response) gets a pair for the same successor and writes nothing; any
+        later one is reuse, which ends the session. No refresh moves the session's end past
+        ``policy.session_lifetime`` after login, nor past ``policy.session_idle_timeout``
+        after this refresh.
 
         Raises:
             TokenInvalid: Malformed, wrongly signed or not a refresh token, or its user is gone.
-            TokenExpired: The refresh token expired.
-            TokenRevoked: Its session was logged out or revoked.
-            RefreshReused: It was already rotated; the session is now revoked.
+            TokenExpired: The refresh token, or its session, expired.
+            TokenRevoked: Its session was logged out, revoked or ended.
+            RefreshReused: It was rotated longer ago than the grace window; the session has
+                been ended.
         """
         return await sessions.refresh(self._s, require_store(self.store), refresh_token)
 
     async def logout(
         self, refresh_token: str | None = None, *, access_token: str | None = None
     ) -> bool:
-        """Log out: revoke the session of each token given, and each token itself.
+        """Log out: end the session of each token given, and revoke each token itself.
 
         Logout always succeeds: a token that is missing, malformed, wrongly signed, expired
         or of the other kind is skipped, never raised. Each token that verifies has its own
@@ -230,16 +261,52 @@ class OTPAuth(Generic[U]):
         )
 
     async def logout_all(self, access_token: str) -> None:
-        """Revoke every session, on every worker, that the token's user began up to now.
+        """End every session, on every worker, that the token's user began up to now.
 
         The token is authenticated first (one store round-trip), so a caller can only ever
-        log out its own user.
+        log out its own user. Sessions are ended by id and by a cutoff time, so a host
+        whose clock lags still ends every session.
 
         Raises:
             TokenInvalid, TokenExpired: The token does not verify, or its user is gone.
             TokenRevoked: The token, its session or its user's sessions were revoked.
         """
         await sessions.logout_all(self._s, require_store(self.store), access_token)
+
+    async def list_sessions(self, access_token: str) -> list[SessionView]:
+        """The active sessions of the token's user, newest first; ``current`` marks the
+        token's own.
+
+        Raises:
+            TokenInvalid, TokenExpired: The token does not verify, or its user is gone.
+            TokenRevoked: The token, its session or its user's sessions were revoked.
+        """
+        return await sessions.list_sessions(self._s, require_store(self.store), access_token)
+
+    async def revoke_session(self, access_token: str, sid: str) -> None:
+        """End session ``sid`` of the token's user (the token's own session included).
+
+        Its refresh token is refused from now on; its access tokens at once by
+        :meth:`authenticate` and within ``mirror_interval`` by :meth:`authenticate_claims`.
+
+        Raises:
+            TokenInvalid, TokenExpired: The token does not verify, or its user is gone.
+            TokenRevoked: The token, its session or its user's sessions were revoked.
+            SessionNotFound: ``sid`` is not an active session of this user (unknown,
+                ended, expired, or another user's: the answer is the same).
+        """
+        await sessions.revoke_session(self._s, require_store(self.store), access_token, sid)
+
+    async def revoke_other_sessions(self, access_token: str) -> int:
+        """End every session of the token's user except the token's own; how many ended.
+
+        Raises:
+            TokenInvalid, TokenExpired: The token does not verify, or its user is gone.
+            TokenRevoked: The token, its session or its user's sessions were revoked.
+        """
+        return await sessions.revoke_other_sessions(
+            self._s, require_store(self.store), access_token
+        )
 
     async def authenticate(
         self, access_token: str, *, require_verified: bool = False
@@ -277,5 +344,6 @@ class OTPAuth(Generic[U]):
         await mirror.refresh_mirror(self._s, self.store, force=force)
 
     async def purge_expired(self) -> int:
-        """Delete expired revocations in one store operation; the number removed."""
+        """Delete expired revocations, and ended or expired sessions; the number of
+        revocations removed."""
         return await require_store(self.store).purge_expired(self._s.clock())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar, assert_never
 
-from otpcore.domain import challenge, sessions
+from otpcore.domain import challenge
 from otpcore.domain.codes import generate_code, hash_code
 from otpcore.domain.emails import normalize_email
 from otpcore.domain.errors import (
@@ -34,7 +34,7 @@ from otpcore.domain.records import Account
 from otpcore.ports import Store
 from otpcore.service.context import Settings, emit
 from otpcore.service.results import Login
-from otpcore.service.sessions import issue
+from otpcore.service.sessions import open_session
 
 __all__ = ["request_code", "verify_code"]
 
@@ -112,8 +112,16 @@ def _refused(
     raise error
 
 
-async def verify_code(s: Settings[U], store: Store[U], email: str, code: str) -> Login[U]:
-    """Redeem ``code`` for ``email``; see :meth:`OTPAuth.verify_code`."""
+async def verify_code(
+    s: Settings[U],
+    store: Store[U],
+    email: str,
+    code: str,
+    *,
+    user_agent: str | None = None,
+    ip: str | None = None,
+) -> Login[U]:
+    """Redeem ``code`` for ``email``, opening a session; see :meth:`OTPAuth.verify_code`."""
     email = normalize_email(email)
     now = s.clock()
     account = await store.find_by_email(email)
@@ -172,9 +180,8 @@ async def verify_code(s: Settings[U], store: Store[U], email: str, code: str) ->
                     state=consumed,
                     mark_verified=True,
                 ):
-                    sid = s.new_id()
-                    login = issue(
-                        s, account, sid=sid, auth_time=sessions.session_start(now), now=now
+                    login = await open_session(
+                        s, store, account, now=now, user_agent=user_agent, ip=ip
                     )
                     emit(s, LoginSucceeded(at=now, user_id=account.user_id, sid=login.sid))
                     return login

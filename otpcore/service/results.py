@@ -1,4 +1,5 @@
-"""What the service hands back: a token pair with its user, and an authenticated token."""
+"""What the service hands back: a token pair with its user, an authenticated token, and the
+sessions a user can see."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Generic, TypeVar
 
 from otpcore.domain.records import Account, Claims
 
-__all__ = ["CodeRequest", "Login", "Principal"]
+__all__ = ["CodeRequest", "Login", "Principal", "SessionView"]
 
 U = TypeVar("U")
 
@@ -75,3 +76,24 @@ class Principal(Generic[U]):
     def user(self) -> U:
         """The application's user object."""
         return self.account.user
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionView:
+    """One of a user's active sessions, as the user may see it.
+
+    Attributes:
+        id: The session id (``sid``): what :meth:`OTPAuth.revoke_session` takes.
+        current: Whether the access token that asked belongs to this session.
+        created_at: When the session began (the code was verified).
+        last_used_at: The login or the last refresh; an access never moves it.
+        user_agent: The client's ``User-Agent`` at login, at most 256 characters.
+        ip: The client address at login.
+    """
+
+    id: str
+    current: bool
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    ip: str | None

@@ -33,6 +33,11 @@ PORT_METHODS: Final = frozenset(
         "find_revocations",
         "revocations_since",
         "purge_expired",
+        "open_session",
+        "find_session",
+        "rotate_session",
+        "list_sessions",
+        "end_sessions",
     }
 )
 

@@ -13,7 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from otpcore.domain.records import Account, ChallengeState, Revocation, RevocationKind, user_key
+from otpcore.domain.records import (
+    Account,
+    ChallengeState,
+    Revocation,
+    RevocationKind,
+    SessionRecord,
+    user_key,
+)
 from otpcore.stores._base import StoreBase
 from otpcore.stores._reference import ReferenceAPI
 
@@ -72,7 +79,7 @@ class MemoryUser:
 
 
 class MemoryStore(StoreBase, ReferenceAPI):
-    """Users, code state and revocations in dictionaries.
+    """Users, code state, revocations and sessions in dictionaries.
 
     One instance is the database: hand the same instance to every service that should share
     state. Each read hands out a fresh :class:`MemoryUser` snapshot, as a database would.
@@ -87,6 +94,7 @@ class MemoryStore(StoreBase, ReferenceAPI):
         self._users: dict[str, MemoryUser] = {}
         self._by_email: dict[str, str] = {}
         self._revocations: dict[str, Revocation] = {}
+        self._sessions: dict[str, SessionRecord] = {}
 
     def _account(self, user_id: str) -> Account[MemoryUser] | None:
         user = self._users.get(user_id)
@@ -186,4 +194,69 @@ class MemoryStore(StoreBase, ReferenceAPI):
         expired = [key for key, entry in self._revocations.items() if entry.expires_at <= now]
         for key in expired:
             del self._revocations[key]
+        self._sessions = {
+            sid: session
+            for sid, session in self._sessions.items()
+            if session.ended_at is None and session.expires_at > now
+        }
         return len(expired)
+
+    async def open_session(self, session: SessionRecord) -> None:
+        """See :meth:`otpcore.ports.SessionStore.open_session`."""
+        if session.sid in self._sessions:
+            raise ValueError("a session with this id already exists")
+        self._sessions[session.sid] = session
+
+    async def find_session(self, sid: str) -> SessionRecord | None:
+        """See :meth:`otpcore.ports.SessionStore.find_session`."""
+        return self._sessions.get(sid)
+
+    async def rotate_session(
+        self, sid: str, *, expected_generation: int, now: datetime, expires_at: datetime
+    ) -> bool:
+        """See :meth:`otpcore.ports.SessionStore.rotate_session`."""
+        session = self._sessions.get(sid)
+        if (
+            session is None
+            or session.generation != expected_generation
+            or session.ended_at is not None
+            or session.expires_at <= now
+        ):
+            return False
+        self._sessions[sid] = replace(
+            session,
+            generation=expected_generation + 1,
+            rotated_at=now,
+            last_used_at=now,
+            expires_at=expires_at,
+        )
+        return True
+
+    async def list_sessions(self, user_id: str, *, now: datetime) -> list[SessionRecord]:
+        """See :meth:`otpcore.ports.SessionStore.list_sessions`."""
+        return self._active_sessions(user_id, now)
+
+    def _active_sessions(self, user_id: str, now: datetime) -> list[SessionRecord]:
+        active = [
+            session
+            for session in self._sessions.values()
+            if session.user_id == user_id and session.ended_at is None and session.expires_at > now
+        ]
+        return sorted(active, key=lambda session: session.created_at, reverse=True)
+
+    async def end_sessions(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        only: str | None = None,
+        keep: str | None = None,
+    ) -> list[str]:
+        """See :meth:`otpcore.ports.SessionStore.end_sessions`."""
+        ended: list[str] = []
+        for session in self._active_sessions(user_id, now):
+            if (only is not None and session.sid != only) or session.sid == keep:
+                continue
+            self._sessions[session.sid] = replace(session, ended_at=now)
+            ended.append(session.sid)
+        return ended

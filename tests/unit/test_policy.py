@@ -27,7 +27,12 @@ def test_defaults_are_valid_and_documented_values() -> None:
     assert policy.resend_cooldown == timedelta(seconds=60)
     assert policy.max_failures == 100
     assert policy.lockout_duration == timedelta(hours=24)
-    assert policy.leeway == timedelta(0)
+    assert policy.leeway == timedelta(seconds=30)  # issue 10: hosts' clocks drift
+    assert policy.session_lifetime == timedelta(days=30)  # NIST SP 800-63B AAL1
+    assert policy.idle_timeout is None
+    assert policy.session_idle_timeout == policy.refresh_lifetime
+    assert policy.refresh_grace == timedelta(seconds=10)
+    assert policy.client_id is None
     assert policy.developer_mode is False
 
 
@@ -114,7 +119,14 @@ def test_max_failures_in_range_accepted(failures: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["code_lifetime", "access_lifetime", "refresh_lifetime", "lockout_duration"]
+    "name",
+    [
+        "code_lifetime",
+        "access_lifetime",
+        "refresh_lifetime",
+        "session_lifetime",
+        "lockout_duration",
+    ],
 )
 @pytest.mark.parametrize("value", [timedelta(0), timedelta(seconds=-1)])
 def test_lifetimes_must_be_positive(name: str, value: timedelta) -> None:
@@ -131,17 +143,55 @@ def test_zero_resend_cooldown_accepted() -> None:
     assert make(resend_cooldown=timedelta(0)).resend_cooldown == timedelta(0)
 
 
+# Issue 10: the leeway is configurable with a 30 s default, so its bound moved to 5 minutes.
 @pytest.mark.parametrize(
-    "leeway", [timedelta(seconds=31), timedelta(seconds=30, microseconds=1), timedelta(-1)]
+    "leeway", [timedelta(seconds=301), timedelta(minutes=5, microseconds=1), timedelta(-1)]
 )
 def test_leeway_out_of_range_refused(leeway: timedelta) -> None:
-    with pytest.raises(ValueError, match="leeway must be between 0 and 30 seconds"):
+    with pytest.raises(ValueError, match="leeway must be between 0 and 5 minutes"):
         make(leeway=leeway)
 
 
-@pytest.mark.parametrize("seconds", [0, 1, 30])
+@pytest.mark.parametrize("seconds", [0, 1, 30, 300])
 def test_leeway_in_range_accepted(seconds: int) -> None:
     assert make(leeway=timedelta(seconds=seconds)).leeway == timedelta(seconds=seconds)
+
+
+# --- sessions (issue 10) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [timedelta(0), timedelta(seconds=-1)])
+def test_idle_timeout_must_be_positive(value: timedelta) -> None:
+    with pytest.raises(ValueError, match="^idle_timeout must be positive$"):
+        make(idle_timeout=value)
+
+
+def test_idle_timeout_shorter_than_access_lifetime_refused() -> None:
+    with pytest.raises(ValueError, match="idle_timeout must not be shorter than access_lifetime"):
+        make(access_lifetime=timedelta(hours=1), idle_timeout=timedelta(minutes=59))
+
+
+def test_configured_idle_timeout_is_the_one_in_force() -> None:
+    policy = make(idle_timeout=timedelta(days=2))
+    assert policy.session_idle_timeout == timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    "grace", [timedelta(seconds=-1), timedelta(minutes=5, microseconds=1), timedelta(hours=1)]
+)
+def test_refresh_grace_out_of_range_refused(grace: timedelta) -> None:
+    with pytest.raises(ValueError, match="refresh_grace must be between 0 and 5 minutes"):
+        make(refresh_grace=grace)
+
+
+@pytest.mark.parametrize("seconds", [0, 10, 300])
+def test_refresh_grace_in_range_accepted(seconds: int) -> None:
+    assert make(refresh_grace=timedelta(seconds=seconds)).refresh_grace.total_seconds() == seconds
+
+
+def test_empty_client_id_refused() -> None:
+    with pytest.raises(ValueError, match="client_id must not be empty"):
+        make(client_id="")
 
 
 def test_refresh_shorter_than_access_refused() -> None:

@@ -251,7 +251,8 @@ async def test_access_and_refresh_tokens_are_not_interchangeable() -> None:
 async def test_expired_access_token_is_refused() -> None:
     h = Harness()
     login = await h.login()
-    h.clock.advance(timedelta(hours=1))
+    # Issue 10: the default clock-skew leeway is 30 s; expiry is checked past it.
+    h.clock.advance(timedelta(hours=1) + h.auth.policy.leeway)
     with pytest.raises(TokenExpired):
         await h.auth.authenticate(login.access_token)
 
@@ -260,6 +261,8 @@ async def test_refresh_reuse_revokes_the_session_and_reports_it() -> None:
     h = Harness()
     login = await h.login()
     rotated = await h.auth.refresh(login.refresh_token)
+    # Issue 10: inside the refresh grace window the same token gets the same successor.
+    h.clock.advance(h.auth.policy.refresh_grace + timedelta(seconds=1))
     with pytest.raises(RefreshReused):
         await h.auth.refresh(login.refresh_token)
     with pytest.raises(TokenRevoked):
@@ -305,6 +308,7 @@ async def test_events_never_carry_codes_or_tokens() -> None:
     h = Harness()
     login = await h.login()
     await h.auth.refresh(login.refresh_token)
+    h.clock.advance(h.auth.policy.refresh_grace + timedelta(seconds=1))  # past the grace
     with pytest.raises(RefreshReused):
         await h.auth.refresh(login.refresh_token)
     code = h.inbox.codes["user@example.com"]
@@ -452,7 +456,8 @@ async def test_logout_blacklists_the_presented_token_itself() -> None:
     assert await h.auth.logout(login.refresh_token) is True
     [entry] = await h.store.find_revocations([refresh.jti])
     assert entry.kind is RevocationKind.REFRESH
-    assert entry.expires_at == datetime.fromtimestamp(refresh.exp, tz=UTC)
+    # Kept until the token's expiry plus the clock-skew leeway (30 s by default, issue 10).
+    assert entry.expires_at == datetime.fromtimestamp(refresh.exp, tz=UTC) + h.auth.policy.leeway
     assert await h.store.find_revocations([access.jti]) == []
 
     other = await h.login("other@example.com")
