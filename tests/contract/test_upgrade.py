@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase
 
 from otpcore.domain.codes import hash_code
-from otpcore.domain.records import ChallengeState
+from otpcore.domain.records import ChallengeState, SessionRecord
 from otpcore.stores.sqlalchemy import SQLAlchemyAdapter
 from otpcore.stores.upgrade import duplicate_marker, sql_script
 from tests.backends.postgres import postgres_schema
@@ -119,6 +119,26 @@ async def _check_upgraded(engine: AsyncEngine) -> None:
         )
         assert await store.save_challenge("1", expected_version=0, state=state)
         await store.update_otp(same, HASH)
+        # The sessions table the upgrade ends with works: open, rotate, list, end, purge.
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        later = datetime(2026, 2, 1, tzinfo=UTC)
+        opened = SessionRecord(
+            sid="s-1",
+            user_id="1",
+            created_at=now,
+            last_used_at=now,
+            rotated_at=now,
+            generation=0,
+            user_agent="curl/8",
+            ip="192.0.2.1",
+            expires_at=later,
+        )
+        await store.open_session(opened)
+        assert await store.rotate_session("s-1", expected_generation=0, now=now, expires_at=later)
+        assert [found.sid for found in await store.list_sessions("1", now=now)] == ["s-1"]
+        assert await store.end_sessions("1", now=now) == ["s-1"]
+        await store.purge_expired(now)
+        assert await store.find_session("s-1") is None
     async with engine.connect() as connection:
         count = (await connection.execute(text("SELECT count(*) FROM users"))).scalar()
     assert count == len(ROWS)

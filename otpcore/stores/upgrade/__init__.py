@@ -10,6 +10,11 @@ address to that form, so no account is lost or duplicated on first login.
 - MongoDB: :func:`otpcore.stores.upgrade.mongodb.upgrade` (also
   ``python -m otpcore.stores.upgrade.mongodb URI DATABASE``) normalizes every address.
 
+Databases already on otpcore need only the sessions table (issue 10):
+``sql_script(dialect, sessions_only=True)`` (``python -m otpcore.stores.upgrade sqlite
+--sessions``), idempotent; the full upgrade ends with the same statements. MongoDB needs
+nothing: the adapter creates the sessions collection's indexes itself.
+
 Collisions (rows that normalize to one address) follow one rule, :func:`owner_order`: the
 verified row keeps the address, then the one that requested a code last, then the lowest
 id. The others keep everything but their e-mail, which moves aside to
@@ -25,15 +30,25 @@ from typing import Literal
 __all__ = ["duplicate_marker", "owner_order", "sql_script"]
 
 
-def sql_script(dialect: Literal["sqlite", "postgresql"]) -> str:
+def sql_script(dialect: Literal["sqlite", "postgresql"], *, sessions_only: bool = False) -> str:
     """The upgrade script for ``dialect``, as text.
+
+    Args:
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+        sessions_only: Only create the sessions table and its indexes (for databases
+            already on otpcore); otherwise the whole upgrade from the reference, which
+            ends with the same statements.
 
     Raises:
         ValueError: ``dialect`` is neither ``"sqlite"`` nor ``"postgresql"``.
     """
     if dialect not in ("sqlite", "postgresql"):
         raise ValueError(f"no upgrade script for {dialect!r}; use 'sqlite' or 'postgresql'")
-    return resources.files(__name__).joinpath(f"{dialect}.sql").read_text(encoding="utf-8")
+    files = resources.files(__name__)
+    sessions = files.joinpath(f"{dialect}-sessions.sql").read_text(encoding="utf-8")
+    if sessions_only:
+        return sessions
+    return files.joinpath(f"{dialect}.sql").read_text(encoding="utf-8") + "\n" + sessions
 
 
 def duplicate_marker(user_id: object) -> str:
