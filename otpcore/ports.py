@@ -166,9 +166,11 @@ class ChallengeStore(Protocol):
         ...
 
     async def newest_challenge(self, subject: str) -> PendingChallenge | None:
-        """The ``subject``'s record with the latest ``state.last_request_at`` (ties: the
-        greatest ``id``), whatever its state (consumed, spent, expired but not yet purged),
-        or ``None``; one indexed read."""
+        """The ``subject``'s newest code: among its records that hold one
+        (``state.code_hash`` is not null: pending, spent or expired but not yet purged; a
+        consumed code holds none), the one with the latest ``state.last_request_at`` (ties:
+        the greatest ``id``); or ``None``. One indexed read (index on ``subject`` and
+        ``last_request_at``)."""
         ...
 
     async def update_challenge(
