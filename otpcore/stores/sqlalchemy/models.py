@@ -1,13 +1,16 @@
 """The tables: the mixins for the application's user and revocation models, and their types.
 
-The sessions table has no mixin of its own: it is declared next to the application's
-revocation table, on that table's ``MetaData``, as soon as a :class:`TokenBlacklist` subclass
-is mapped (whatever the mapping style). So the ``Base.metadata.create_all`` an application
-already runs, and Alembic's autogenerate, see it without a third model.
+The sessions, pending-challenge and limit-counter tables have no mixin of their own: they are
+declared next to the application's revocation table (``<table>_sessions``,
+``<table>_challenges``, ``<table>_limits``), on that table's ``MetaData``, as soon as a
+:class:`TokenBlacklist` subclass is mapped (whatever the mapping style). So the
+``Base.metadata.create_all`` an application already runs, and Alembic's autogenerate, see
+them without more models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
@@ -26,10 +29,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Mapper, mapped_column
+from sqlalchemy.schema import SchemaItem
 
 from otpcore.domain.errors import ConfigurationError
 
-__all__ = ["BaseOTPUserTable", "TokenBlacklist", "UTCDateTime", "sessions_table"]
+__all__ = [
+    "COMPANION_TABLES",
+    "BaseOTPUserTable",
+    "TokenBlacklist",
+    "UTCDateTime",
+    "companion_table",
+    "sessions_table",
+]
 
 #: Column widths of the sessions table; longer values are cut to them before they are stored.
 USER_AGENT_LENGTH: Final = 256
@@ -106,27 +117,13 @@ class TokenBlacklist:
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
 
 
-def _sessions_name(blacklist: Table) -> str:
-    return f"{blacklist.name}_sessions"
+def _companion_key(blacklist: Table, suffix: str) -> str:
+    name = f"{blacklist.name}_{suffix}"
+    return name if blacklist.schema is None else f"{blacklist.schema}.{name}"
 
 
-def _declare_sessions_table(mapper: Mapper[Any], class_: type) -> None:
-    """Declare ``<blacklist table>_sessions`` on the revocation table's ``MetaData``, once.
-
-    Runs when a :class:`TokenBlacklist` subclass is mapped (declarative, legacy
-    ``declarative_base()``, ``registry.mapped``, imperative); inheriting mappers share the
-    table and find it declared.
-    """
-    blacklist = mapper.local_table
-    if not isinstance(blacklist, Table):
-        return
-    name = _sessions_name(blacklist)
-    key = name if blacklist.schema is None else f"{blacklist.schema}.{name}"
-    if key in blacklist.metadata.tables:
-        return
-    Table(
-        name,
-        blacklist.metadata,
+def _sessions_columns(name: str) -> tuple[SchemaItem, ...]:
+    return (
         Column("sid", String(64), primary_key=True),
         # Text whatever the user key's type (integer, UUID, …): what tokens carry in ``sub``.
         Column("user_id", String(255), nullable=False),
@@ -141,15 +138,72 @@ def _declare_sessions_table(mapper: Mapper[Any], class_: type) -> None:
         # A user's active sessions (list, end) and the purge, each one index range.
         Index(f"ix_{name}_user_id_expires_at", "user_id", "expires_at"),
         Index(f"ix_{name}_expires_at", "expires_at"),
-        schema=blacklist.schema,
     )
 
 
-event.listen(TokenBlacklist, "after_mapper_constructed", _declare_sessions_table, propagate=True)
+def _challenges_columns(name: str) -> tuple[SchemaItem, ...]:
+    # Pending codes, one row per requester binding (otpcore.ports.ChallengeStore). ``id`` and
+    # ``subject`` are keyed hashes (of the binding, of the address), never the values.
+    return (
+        Column("id", String(64), primary_key=True),
+        Column("subject", String(64), nullable=False),
+        Column("code_hash", String(64), nullable=True),
+        Column("issued_at", UTCDateTime, nullable=True),
+        Column("attempts", Integer, nullable=False, default=0, server_default=text("0")),
+        Column("unbound_attempts", Integer, nullable=False, default=0, server_default=text("0")),
+        Column("failures", Integer, nullable=False, default=0, server_default=text("0")),
+        Column("last_request_at", UTCDateTime, nullable=False),
+        Column("last_failure_at", UTCDateTime, nullable=True),
+        Column("version", Integer, nullable=False, default=0, server_default=text("0")),
+        Column("expires_at", UTCDateTime, nullable=False),
+        # The subject's newest record (unbound guesses), and the purge: one index range each.
+        Index(f"ix_{name}_subject_last_request_at", "subject", "last_request_at"),
+        Index(f"ix_{name}_expires_at", "expires_at"),
+    )
 
 
-def sessions_table(blacklist_model: type) -> Table:
-    """The sessions table declared for ``blacklist_model``'s revocation table.
+def _limits_columns(name: str) -> tuple[SchemaItem, ...]:
+    # Sliding-window counters (otpcore.ports.LimitStore); ``key`` is a keyed hash.
+    return (
+        Column("key", String(64), primary_key=True),
+        Column("window_start", UTCDateTime, nullable=False),
+        Column("count", Integer, nullable=False),
+        Column("previous_count", Integer, nullable=False),
+        Column("expires_at", UTCDateTime, nullable=False),
+        Index(f"ix_{name}_expires_at", "expires_at"),
+    )
+
+
+#: The tables declared beside every revocation table, by name suffix: ``<table>_<suffix>``.
+COMPANION_TABLES: Final[dict[str, Callable[[str], tuple[SchemaItem, ...]]]] = {
+    "sessions": _sessions_columns,
+    "challenges": _challenges_columns,
+    "limits": _limits_columns,
+}
+
+
+def _declare_companion_tables(mapper: Mapper[Any], class_: type) -> None:
+    """Declare the :data:`COMPANION_TABLES` on the revocation table's ``MetaData``, once.
+
+    Runs when a :class:`TokenBlacklist` subclass is mapped (declarative, legacy
+    ``declarative_base()``, ``registry.mapped``, imperative); inheriting mappers share the
+    tables and find them declared.
+    """
+    blacklist = mapper.local_table
+    if not isinstance(blacklist, Table):
+        return
+    for suffix, columns in COMPANION_TABLES.items():
+        if _companion_key(blacklist, suffix) in blacklist.metadata.tables:
+            continue
+        name = f"{blacklist.name}_{suffix}"
+        Table(name, blacklist.metadata, *columns(name), schema=blacklist.schema)
+
+
+event.listen(TokenBlacklist, "after_mapper_constructed", _declare_companion_tables, propagate=True)
+
+
+def companion_table(blacklist_model: type, suffix: str) -> Table:
+    """The ``<revocation table>_<suffix>`` table declared for ``blacklist_model``.
 
     Raises:
         ConfigurationError: ``blacklist_model`` is not a mapped :class:`TokenBlacklist`
@@ -166,6 +220,14 @@ def sessions_table(blacklist_model: type) -> Table:
             f"{getattr(blacklist_model, '__name__', blacklist_model)!s} must be a mapped "
             "subclass of TokenBlacklist"
         )
-    name = _sessions_name(blacklist)
-    key = name if blacklist.schema is None else f"{blacklist.schema}.{name}"
-    return blacklist.metadata.tables[key]
+    return blacklist.metadata.tables[_companion_key(blacklist, suffix)]
+
+
+def sessions_table(blacklist_model: type) -> Table:
+    """The sessions table declared for ``blacklist_model``'s revocation table.
+
+    Raises:
+        ConfigurationError: ``blacklist_model`` is not a mapped :class:`TokenBlacklist`
+            subclass.
+    """
+    return companion_table(blacklist_model, "sessions")
