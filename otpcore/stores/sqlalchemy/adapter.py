@@ -36,7 +36,9 @@ from otpcore.domain.records import Account, ChallengeState, Revocation, user_key
 from otpcore.stores._base import StoreBase
 from otpcore.stores._record import challenge_of
 from otpcore.stores._reference import ReferenceAPI
+from otpcore.stores.sqlalchemy.challenges import SQLChallenges
 from otpcore.stores.sqlalchemy.ids import parse_id
+from otpcore.stores.sqlalchemy.limits import SQLLimits
 from otpcore.stores.sqlalchemy.models import BaseOTPUserTable, TokenBlacklist
 from otpcore.stores.sqlalchemy.sessions import SQLSessions, session_plan
 from otpcore.stores.sqlalchemy.statements import (
@@ -84,11 +86,15 @@ def _commit_keeping_loaded(session: Session) -> None:
         session.expire_on_commit = expire
 
 
-class SQLAlchemyAdapter(StoreBase, ReferenceAPI, SQLSessions, Generic[UserT]):
+class SQLAlchemyAdapter(
+    StoreBase, ReferenceAPI, SQLSessions, SQLChallenges, SQLLimits, Generic[UserT]
+):
     """The storage ports, and the reference's adapter methods, over one ``AsyncSession``.
 
     Sessions live in ``<revocation table>_sessions``, declared on the revocation model's
-    ``MetaData`` (see :mod:`otpcore.stores.sqlalchemy.sessions`).
+    ``MetaData`` (see :mod:`otpcore.stores.sqlalchemy.sessions`); pending challenges and
+    limit counters in ``<revocation table>_challenges`` and ``_limits`` beside it
+    (:mod:`~otpcore.stores.sqlalchemy.challenges`, :mod:`~otpcore.stores.sqlalchemy.limits`).
 
     Args:
         session: The application's session (one per request).
@@ -412,11 +418,13 @@ class SQLAlchemyAdapter(StoreBase, ReferenceAPI, SQLSessions, Generic[UserT]):
 
     async def purge_expired(self, now: datetime) -> int:
         """See :meth:`otpcore.ports.RevocationStore.purge_expired`. One ``DELETE`` for the
-        revocations, one for the sessions."""
+        revocations, one each for the sessions, pending challenges and limit counters."""
         await self._one_statement()
         result = cast(
             CursorResult[Any], await self.session.execute(self._plan.purge, {"p_now": now})
         )
         await self._purge_sessions(now)
+        await self._purge_challenges(now)
+        await self._purge_limits(now)
         await self._commit()
         return result.rowcount
