@@ -11,7 +11,7 @@ import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -41,6 +41,8 @@ class Job:
         email: The account's e-mail.
         value: The code or the refresh token.
         tasks: How many concurrent calls this process makes.
+        offset: Seconds added to the wall clock (a refresh "later" without sleeping).
+        grace: The refresh grace window in seconds (``Policy.refresh_grace``).
     """
 
     url: str
@@ -49,16 +51,34 @@ class Job:
     email: str
     value: str
     tasks: int
+    offset: float = 0.0
+    grace: float = 10.0
 
 
-def make_auth(store: Store[Any] | None) -> OTPAuth[Any]:
-    """The service every process runs: developer mode, so the right code is all zeros."""
+def make_auth(
+    store: Store[Any] | None, *, offset: float = 0.0, grace: float = 10.0
+) -> OTPAuth[Any]:
+    """The service every process runs: developer mode, so the right code is all zeros.
+
+    Args:
+        store: The storage handle, or ``None`` for a template to ``with_store``.
+        offset: Seconds added to the wall clock.
+        grace: The refresh grace window in seconds.
+    """
 
     async def send(email: str, code: str) -> None:
         return None
 
-    policy = Policy(secret=b"multiprocess", developer_mode=True, resend_cooldown=timedelta(0))
-    return OTPAuth(policy=policy, store=store, sender=send)
+    def clock() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=offset)
+
+    policy = Policy(
+        secret=b"multiprocess",
+        developer_mode=True,
+        resend_cooldown=timedelta(0),
+        refresh_grace=timedelta(seconds=grace),
+    )
+    return OTPAuth(policy=policy, store=store, sender=send, clock=clock)
 
 
 async def _work(job: Job, wait: Callable[[], Awaitable[object]]) -> list[str]:
@@ -69,7 +89,7 @@ async def _work(job: Job, wait: Callable[[], Awaitable[object]]) -> list[str]:
         connect_args={"server_settings": {"search_path": job.schema}},
     )
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    auth = make_auth(None)
+    auth = make_auth(None, offset=job.offset, grace=job.grace)
 
     async def warm() -> None:
         async with engine.connect() as connection:

@@ -1,7 +1,10 @@
 """The service's concurrency promises on MongoDB: many tasks, and several worker processes.
 
 Every task opens its own adapter (an app's per-request handle); the worker processes each
-open their own client, half through PyMongo and half through Motor, and hammer one account.
+open their own client, half through PyMongo and half through Motor, and hammer one account:
+codes are redeemed once, and (issue 10) concurrent refreshes of one token share one successor
+inside the grace window while the store rotates exactly once; after the window the same
+token ends the session.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from otpcore.domain.errors import (
@@ -43,10 +48,22 @@ async def _silent(email: str, code: str) -> None:
     pass
 
 
-def _auth() -> OTPAuth[BaseOTPUserDocument]:
-    return OTPAuth(
-        policy=Policy(secret=b"test-secret", developer_mode=True), store=None, sender=_silent
+def _auth(*, offset: float = 0.0, grace: float = 10.0) -> OTPAuth[BaseOTPUserDocument]:
+    """The service: ``offset`` seconds added to the wall clock, a ``grace`` s refresh window."""
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=offset)
+
+    policy = Policy(
+        secret=b"test-secret", developer_mode=True, refresh_grace=timedelta(seconds=grace)
     )
+    return OTPAuth(policy=policy, store=None, sender=_silent, clock=clock)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    # Only reads what the service issued and verified.
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
 
 
 def _adapter(database: Any) -> MongoDBAdapter[BaseOTPUserDocument]:
@@ -113,8 +130,32 @@ async def test_concurrent_correct_codes_yield_one_token_pair(database: Any) -> N
     assert principal.account.is_verified is True
 
 
-async def test_concurrent_refresh_rotates_once_then_revokes_the_session(database: Any) -> None:
+async def test_concurrent_refreshes_share_one_successor_inside_the_grace_window(
+    database: Any,
+) -> None:
     auth = _auth()
+    await auth.with_store(_adapter(database)).request_code(EMAIL)
+    login = await auth.with_store(_adapter(database)).verify_code(EMAIL, RIGHT)
+    sid = _claims(login.refresh_token)["sid"]
+
+    async def rotate(_: int) -> Login[BaseOTPUserDocument]:
+        return await auth.with_store(_adapter(database)).refresh(login.refresh_token)
+
+    wins, errors = await _outcomes(20, rotate)
+    assert errors == Counter()
+    successors = [_claims(win.refresh_token) for win in wins]
+    assert {(claims["sid"], claims["gen"]) for claims in successors} == {(sid, 1)}
+    assert len({claims["jti"] for claims in successors}) == 1
+    stored = await _adapter(database).find_session(sid)
+    assert stored is not None
+    assert (stored.generation, stored.ended_at) == (1, None)
+
+
+async def test_strict_concurrent_refresh_rotates_once_then_revokes_the_session(
+    database: Any,
+) -> None:
+    """With no grace window (``refresh_grace=0``), the strict rule of before issue 10."""
+    auth = _auth(grace=0)
     await auth.with_store(_adapter(database)).request_code(EMAIL)
     login = await auth.with_store(_adapter(database)).verify_code(EMAIL, RIGHT)
 
@@ -153,35 +194,53 @@ async def test_ids_round_trip_through_tokens(database: Any) -> None:
 # -- several processes -----------------------------------------------------------------------
 
 
-async def _hammer(driver: str, db_name: str, code: str, count: int) -> dict[str, Any]:
+async def _hammer(
+    driver: str, db_name: str, action: str, value: str, count: int, offset: float, grace: float
+) -> dict[str, Any]:
     async with DRIVERS[driver](os.environ["MONGODB_URI"], 5000) as client:
         database = client[db_name]
-        auth = _auth()
+        auth = _auth(offset=offset, grace=grace)
 
         async def attempt(_: int) -> str:
-            login = await auth.with_store(_adapter(database)).verify_code(EMAIL, code)
+            view = auth.with_store(_adapter(database))
+            if action == "verify":
+                login = await view.verify_code(EMAIL, value)
+            else:
+                login = await view.refresh(value)
             return login.refresh_token
 
         await client.admin.command("ping")
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         wins, errors = await _outcomes(count, attempt)
-        return {"wins": len(wins), "errors": dict(errors)}
+        return {"wins": len(wins), "errors": dict(errors), "tokens": wins}
 
 
 def worker_main() -> None:
-    """Entry point of one worker process: ``driver db_name code count`` in ``argv``."""
-    driver, db_name, code, count = sys.argv[1:5]
-    print(json.dumps(asyncio.run(_hammer(driver, db_name, code, int(count)))), flush=True)
+    """Entry point of one worker process: ``driver db_name action value count offset grace``
+    in ``argv`` (``action`` is ``verify``, with a code, or ``refresh``, with a token)."""
+    driver, db_name, action, value, count, offset, grace = sys.argv[1:8]
+    report = _hammer(driver, db_name, action, value, int(count), float(offset), float(grace))
+    print(json.dumps(asyncio.run(report)), flush=True)
 
 
-def _run_workers(db_name: str, code: str, *, workers: int, each: int) -> list[dict[str, Any]]:
+def _run_workers(
+    db_name: str,
+    action: str,
+    value: str,
+    *,
+    workers: int,
+    each: int,
+    offset: float = 0.0,
+    grace: float = 10.0,
+) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     launch = f"from {__name__} import worker_main; worker_main()"
     drivers = [list(DRIVERS)[index % len(DRIVERS)] for index in range(workers)]
+    arguments = [action, value, str(each), str(offset), str(grace)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", launch, driver, db_name, code, str(each)],
+            [sys.executable, "-c", launch, driver, db_name, *arguments],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
@@ -226,7 +285,7 @@ def _account_state(db_name: str) -> tuple[int, int, bool]:
 def test_wrong_guesses_from_four_processes_evaluate_at_most_max_attempts() -> None:
     db_name = f"otpcore_test_mp_{os.urandom(6).hex()}"
     _setup(db_name)
-    reports = _run_workers(db_name, WRONG, workers=4, each=50)
+    reports = _run_workers(db_name, "verify", WRONG, workers=4, each=50)
     invalid = sum(report["errors"].get(CodeInvalid.code, 0) for report in reports)
     max_attempts = Policy(secret=b"x", developer_mode=True).max_attempts
     assert sum(report["wins"] for report in reports) == 0
@@ -237,7 +296,95 @@ def test_wrong_guesses_from_four_processes_evaluate_at_most_max_attempts() -> No
 def test_correct_code_from_four_processes_is_redeemed_once() -> None:
     db_name = f"otpcore_test_mp_{os.urandom(6).hex()}"
     _setup(db_name)
-    reports = _run_workers(db_name, RIGHT, workers=4, each=10)
+    reports = _run_workers(db_name, "verify", RIGHT, workers=4, each=10)
     assert sum(report["wins"] for report in reports) == 1
     attempts, failures, verified = _account_state(db_name)
     assert (attempts, failures, verified) == (1, 0, True)
+
+
+def _login(db_name: str) -> Login[BaseOTPUserDocument]:
+    async def run() -> Login[BaseOTPUserDocument]:
+        async with DRIVERS["pymongo"](mongodb_uri(), 5000) as client:
+            auth = _auth()
+            await auth.with_store(_adapter(client[db_name])).request_code(EMAIL)
+            return await auth.with_store(_adapter(client[db_name])).verify_code(EMAIL, RIGHT)
+
+    return asyncio.run(run())
+
+
+def _in_database(db_name: str, work: Callable[[MongoDBAdapter[BaseOTPUserDocument]], Any]) -> Any:
+    async def run() -> Any:
+        async with DRIVERS["pymongo"](mongodb_uri(), 5000) as client:
+            return await work(_adapter(client[db_name]))
+
+    return asyncio.run(run())
+
+
+def _drop(db_name: str) -> None:
+    async def run() -> None:
+        async with DRIVERS["pymongo"](mongodb_uri(), 5000) as client:
+            await client.drop_database(db_name)
+
+    asyncio.run(run())
+
+
+def test_refreshes_from_four_processes_share_one_successor_inside_the_grace_window() -> None:
+    """Issue 10: 40 refreshes of one token from 4 processes (PyMongo and Motor) all succeed
+    with one successor, and the store advanced the generation exactly once."""
+    db_name = f"otpcore_test_mp_{os.urandom(6).hex()}"
+    try:
+        login = _login(db_name)
+        sid = _claims(login.refresh_token)["sid"]
+        reports = _run_workers(db_name, "refresh", login.refresh_token, workers=4, each=10)
+        assert [report["errors"] for report in reports] == [{}] * 4
+        successors = [_claims(token) for report in reports for token in report["tokens"]]
+        assert len(successors) == 40
+        assert {(claims["sid"], claims["gen"]) for claims in successors} == {(sid, 1)}
+        assert len({claims["jti"] for claims in successors}) == 1
+        stored = _in_database(db_name, lambda store: store.find_session(sid))
+        assert (stored.generation, stored.ended_at) == (1, None)
+
+        # The session lives on: the successor rotates once more.
+        async def again(store: MongoDBAdapter[BaseOTPUserDocument]) -> Any:
+            return await _auth().with_store(store).refresh(reports[0]["tokens"][0])
+
+        assert _claims(_in_database(db_name, again).refresh_token)["gen"] == 2
+    finally:
+        _drop(db_name)
+
+
+def test_the_same_token_from_four_processes_after_the_window_ends_the_session() -> None:
+    db_name = f"otpcore_test_mp_{os.urandom(6).hex()}"
+    try:
+        login = _login(db_name)
+        sid = _claims(login.refresh_token)["sid"]
+
+        async def rotate(store: MongoDBAdapter[BaseOTPUserDocument]) -> Any:
+            return await _auth().with_store(store).refresh(login.refresh_token)
+
+        successor = _in_database(db_name, rotate)
+        # 11 s later by every worker's clock: past the 10 s window, so reuse.
+        reports = _run_workers(
+            db_name, "refresh", login.refresh_token, workers=4, each=10, offset=11
+        )
+        errors: Counter[str] = Counter()
+        for report in reports:
+            assert report["wins"] == 0
+            errors.update(report["errors"])
+        assert set(errors) <= {RefreshReused.code, TokenRevoked.code}
+        assert errors[RefreshReused.code] >= 1
+        stored = _in_database(db_name, lambda store: store.find_session(sid))
+        assert stored.generation == 1
+        assert stored.ended_at is not None
+
+        # Reuse ended the whole session, so the successor is dead too.
+        async def successor_refused(store: MongoDBAdapter[BaseOTPUserDocument]) -> None:
+            view = _auth(offset=11).with_store(store)
+            with pytest.raises(TokenRevoked):
+                await view.refresh(successor.refresh_token)
+            with pytest.raises(TokenRevoked):
+                await view.authenticate(successor.access_token)
+
+        _in_database(db_name, successor_refused)
+    finally:
+        _drop(db_name)

@@ -1,5 +1,8 @@
 """Cross-process proof on one PostgreSQL database: four worker processes, each with its own
-engine and one session per task, hammer one account through :class:`otpcore.service.OTPAuth`.
+engine and one session per task, hammer one account through :class:`otpcore.service.OTPAuth`:
+codes are redeemed once, and (issue 10) concurrent refreshes of one token share one successor
+inside the grace window while the store rotates exactly once; after the window the same
+token ends the session.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from multiprocessing.managers import SyncManager
+from typing import Any
 
+import jwt
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from otpcore.domain.errors import TokenRevoked
+from otpcore.domain.records import SessionRecord
 from otpcore.service import Login
 from otpcore.stores.sqlalchemy import SQLAlchemyAdapter
 from tests.backends.postgres import postgres_schema, postgres_url
@@ -110,16 +116,92 @@ async def test_50_correct_submissions_from_4_processes_yield_one_login(
     assert user.otp_code is None
 
 
-async def test_concurrent_refreshes_from_4_processes_rotate_once(
+def _claims(token: str) -> dict[str, Any]:
+    # Only reads what the workers were given; the service verified it.
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+async def _refresh_everywhere(
+    workers: tuple[ProcessPoolExecutor, SyncManager],
+    schema: str,
+    token: str,
+    *,
+    offset: float = 0.0,
+    grace: float = 10.0,
+) -> list[str]:
+    jobs = [
+        Job(postgres_url(), schema, "refresh", EMAIL, token, tasks, offset=offset, grace=grace)
+        for tasks in _spread(40)
+    ]
+    return await asyncio.to_thread(_spawn, workers, jobs)
+
+
+async def _stored_session(
+    sessions: async_sessionmaker[AsyncSession], sid: str
+) -> SessionRecord | None:
+    async with sessions() as session:
+        return await SQLAlchemyAdapter(session, User, Blacklist).find_session(sid)
+
+
+async def test_refreshes_from_4_processes_share_one_successor_inside_the_grace_window(
+    workers: tuple[ProcessPoolExecutor, SyncManager],
+) -> None:
+    """Issue 10: two tabs (here 40 tasks on 4 processes) refreshing one token at once all
+    succeed, with one successor, and the store advanced the generation exactly once."""
+    async with _schema() as (sessions, schema):
+        login = await _login(sessions)
+        sid = _claims(login.refresh_token)["sid"]
+        outcomes = await _refresh_everywhere(workers, schema, login.refresh_token)
+        assert [outcome.partition(":")[0] for outcome in outcomes] == ["ok"] * 40
+        successors = [_claims(outcome.partition(":")[2]) for outcome in outcomes]
+        assert {(claims["sid"], claims["gen"]) for claims in successors} == {(sid, 1)}
+        assert len({claims["jti"] for claims in successors}) == 1
+        stored = await _stored_session(sessions, sid)
+        assert stored is not None
+        assert (stored.generation, stored.ended_at) == (1, None)
+        # The session lives on: the successor rotates once more.
+        async with sessions() as session:
+            auth = make_auth(SQLAlchemyAdapter(session, User, Blacklist))
+            rotated = await auth.refresh(outcomes[0].partition(":")[2])
+        assert _claims(rotated.refresh_token)["gen"] == 2
+
+
+async def test_the_same_token_from_4_processes_after_the_window_ends_the_session(
     workers: tuple[ProcessPoolExecutor, SyncManager],
 ) -> None:
     async with _schema() as (sessions, schema):
         login = await _login(sessions)
-        jobs = [
-            Job(postgres_url(), schema, "refresh", EMAIL, login.refresh_token, tasks)
-            for tasks in _spread(40)
-        ]
-        outcomes = await asyncio.to_thread(_spawn, workers, jobs)
+        sid = _claims(login.refresh_token)["sid"]
+        async with sessions() as session:
+            successor = await make_auth(SQLAlchemyAdapter(session, User, Blacklist)).refresh(
+                login.refresh_token
+            )
+        # 11 s later by every worker's clock: past the 10 s window, so reuse.
+        outcomes = await _refresh_everywhere(workers, schema, login.refresh_token, offset=11)
+        losers = Counter(outcome for outcome in outcomes)
+        assert set(losers) <= {"RefreshReused", "TokenRevoked"}
+        assert losers["RefreshReused"] >= 1
+        stored = await _stored_session(sessions, sid)
+        assert stored is not None
+        assert stored.generation == 1
+        assert stored.ended_at is not None
+        # Reuse ended the whole session, so the successor is dead too.
+        async with sessions() as session:
+            auth = make_auth(SQLAlchemyAdapter(session, User, Blacklist), offset=11)
+            with pytest.raises(TokenRevoked):
+                await auth.refresh(successor.refresh_token)
+            with pytest.raises(TokenRevoked):
+                await auth.authenticate(successor.access_token)
+
+
+async def test_strict_refreshes_from_4_processes_rotate_once(
+    workers: tuple[ProcessPoolExecutor, SyncManager],
+) -> None:
+    """With no grace window (``refresh_grace=0``), the strict rule of before issue 10."""
+    async with _schema() as (sessions, schema):
+        login = await _login(sessions)
+        outcomes = await _refresh_everywhere(workers, schema, login.refresh_token, grace=0)
         winners = [outcome.partition(":")[2] for outcome in outcomes if outcome.startswith("ok")]
         losers = Counter(outcome for outcome in outcomes if not outcome.startswith("ok"))
         assert len(winners) == 1
@@ -127,6 +209,6 @@ async def test_concurrent_refreshes_from_4_processes_rotate_once(
         assert losers["RefreshReused"] >= 1
         # Reuse revoked the whole session, so the winner's new token is dead too.
         async with sessions() as session:
-            auth = make_auth(SQLAlchemyAdapter(session, User, Blacklist))
+            auth = make_auth(SQLAlchemyAdapter(session, User, Blacklist), grace=0)
             with pytest.raises(TokenRevoked):
                 await auth.refresh(winners[0])
