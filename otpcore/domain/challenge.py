@@ -1,5 +1,11 @@
 """The one-time-code state machine: every rule about issuing and guessing lives here.
 
+One state is one requester's binding (:class:`~otpcore.domain.records.PendingChallenge`):
+its code, its cooldown, its own failures, and two guess budgets of ``policy.max_attempts``
+each: the bound one (``attempts``, guesses presenting this binding) and the unbound one
+(``unbound_attempts``, guesses presenting only the address, evaluated against the
+address's newest code). An unbound guess never touches the bound budget nor the failures.
+
 State is a frozen value; transitions are pure functions of ``(state, input, now, policy)``
 that return an outcome value. Nothing here reads a clock, draws randomness or does I/O.
 
@@ -13,27 +19,32 @@ decides and the outcomes it may give; :func:`request_code` and :func:`submit_gue
 the rule up and refuse any outcome the table does not list. A pair absent from the table
 is illegal. The table below is :func:`render_table`'s output, and a test keeps it so:
 
-============== =================== =====================
-phase          request_code        submit_guess
-============== =================== =====================
-IDLE           Issued, or Cooldown NoChallenge
-PENDING        Issued, or Cooldown Accepted, or Rejected
-EXHAUSTED      Issued, or Cooldown CodeSpent
-EXPIRED        Issued, or Cooldown Expired
-ACCOUNT_LOCKED LockedOut           LockedOut
-============== =================== =====================
+============== ================= =================== =========================================
+phase          request_code      submit_guess        submit_unbound
+============== ================= =================== =========================================
+IDLE           Issued | Cooldown NoChallenge         NoChallenge
+PENDING        Issued | Cooldown Accepted | Rejected Accepted | Rejected | CodeSpent
+EXHAUSTED      Issued | Cooldown CodeSpent           Accepted | Rejected | CodeSpent | Expired
+EXPIRED        Issued | Cooldown Expired             Expired
+ACCOUNT_LOCKED LockedOut         LockedOut           LockedOut
+============== ================= =================== =========================================
 
 - ``Issued`` replaces any pending code with a fresh attempt budget. ``Cooldown`` means the
   resend gap (:func:`resend_wait`) has not passed.
 - ``Rejected`` is a counted wrong guess; ``Accepted`` consumes the code and resets failures.
-- ``CodeSpent``: this code's attempts are used up; a new code may be requested.
+- ``CodeSpent``: this code's attempts (of the guess's budget) are used up; a new code may be
+  requested.
+- ``submit_unbound`` evaluates against the unbound budget alone, whatever is left of the
+  bound one; its ``Rejected`` counts no failure. (``Expired`` in ``EXHAUSTED``: that row is
+  decided before expiry, and a spent bound budget does not stop the code expiring.)
 - ``LockedOut``: the account reached ``policy.max_failures``; no code is issued and no guess
   is evaluated until ``policy.lockout_duration`` after the last failure.
 - Refusals (everything but ``Issued``, ``Accepted`` and ``Rejected``) change nothing.
 
 Issuing a code never resets ``failures`` (NIST SP 800-63B rev 4 §3.1.3: "Generating a new
 authentication secret SHALL NOT reset the failed authentication count"); only a correct
-guess does. A code the sender could not deliver is withdrawn (:func:`withdraw`).
+guess does. Delivery never changes a challenge: whether the mailer succeeded must not be
+observable in what the next request or guess is told.
 """
 
 from __future__ import annotations
@@ -67,12 +78,13 @@ __all__ = [
     "Phase",
     "Rejected",
     "Transition",
+    "keep_until",
     "phase",
     "render_table",
     "request_code",
     "resend_wait",
     "submit_guess",
-    "withdraw",
+    "submit_unbound_guess",
 ]
 
 
@@ -95,6 +107,7 @@ class Input(enum.Enum):
 
     REQUEST_CODE = "request_code"
     SUBMIT_GUESS = "submit_guess"
+    SUBMIT_UNBOUND = "submit_unbound"
 
     __hash__ = object.__hash__  # as for Phase
 
@@ -212,6 +225,7 @@ def _issue(state: ChallengeState, code_hash: str, now: datetime, policy: Policy)
             code_hash=code_hash,
             issued_at=now,
             attempts=0,
+            unbound_attempts=0,
             last_request_at=now,
             version=state.version + 1,
         )
@@ -254,6 +268,36 @@ def _evaluate(state: ChallengeState, presented: str, now: datetime, policy: Poli
     )
 
 
+def _evaluate_unbound(
+    state: ChallengeState, presented: str, now: datetime, policy: Policy
+) -> Outcome:
+    assert state.code_hash is not None  # PENDING and EXHAUSTED have a code
+    assert state.issued_at is not None
+    if now >= state.issued_at + policy.code_lifetime:
+        return _EXPIRED  # EXHAUSTED is decided before expiry; the unbound lane still expires
+    if state.unbound_attempts >= policy.max_attempts:
+        return _CODE_SPENT
+    attempts = state.unbound_attempts + 1
+    if hashes_equal(state.code_hash, presented):
+        return Accepted(
+            state=replace(
+                state,
+                code_hash=None,
+                issued_at=None,
+                unbound_attempts=attempts,
+                failures=0,
+                last_failure_at=None,
+                version=state.version + 1,
+            )
+        )
+    remaining = max(0, policy.max_attempts - attempts)
+    return Rejected(
+        state=replace(state, unbound_attempts=attempts, version=state.version + 1),
+        remaining_attempts=remaining,
+        ends_guessing=remaining == 0,
+    )
+
+
 def _code_spent(_state: ChallengeState, _hash: str, _now: datetime, _policy: Policy) -> Outcome:
     return _CODE_SPENT
 
@@ -285,20 +329,29 @@ class Transition:
 
 _ISSUE: Final = Transition((Issued, Cooldown), _issue)
 _LOCK_OUT: Final = Transition((LockedOut,), _lock_out)
+_UNBOUND: Final = Transition((Accepted, Rejected, CodeSpent), _evaluate_unbound)
+_UNBOUND_SPENT_BOUND: Final = Transition(
+    (Accepted, Rejected, CodeSpent, Expired), _evaluate_unbound
+)
 
 #: Every legal ``(phase, input)`` pair and its transition; anything absent is illegal.
 TRANSITIONS: Final[Mapping[tuple[Phase, Input], Transition]] = MappingProxyType(
     {
         (Phase.IDLE, Input.REQUEST_CODE): _ISSUE,
         (Phase.IDLE, Input.SUBMIT_GUESS): Transition((NoChallenge,), _no_challenge),
+        (Phase.IDLE, Input.SUBMIT_UNBOUND): Transition((NoChallenge,), _no_challenge),
         (Phase.PENDING, Input.REQUEST_CODE): _ISSUE,
         (Phase.PENDING, Input.SUBMIT_GUESS): Transition((Accepted, Rejected), _evaluate),
+        (Phase.PENDING, Input.SUBMIT_UNBOUND): _UNBOUND,
         (Phase.EXHAUSTED, Input.REQUEST_CODE): _ISSUE,
         (Phase.EXHAUSTED, Input.SUBMIT_GUESS): Transition((CodeSpent,), _code_spent),
+        (Phase.EXHAUSTED, Input.SUBMIT_UNBOUND): _UNBOUND_SPENT_BOUND,
         (Phase.EXPIRED, Input.REQUEST_CODE): _ISSUE,
         (Phase.EXPIRED, Input.SUBMIT_GUESS): Transition((Expired,), _expired),
+        (Phase.EXPIRED, Input.SUBMIT_UNBOUND): Transition((Expired,), _expired),
         (Phase.ACCOUNT_LOCKED, Input.REQUEST_CODE): _LOCK_OUT,
         (Phase.ACCOUNT_LOCKED, Input.SUBMIT_GUESS): _LOCK_OUT,
+        (Phase.ACCOUNT_LOCKED, Input.SUBMIT_UNBOUND): _LOCK_OUT,
     }
 )
 
@@ -311,7 +364,7 @@ def render_table() -> str:
         for i in Input:
             transition = TRANSITIONS.get((p, i))
             names = [t.__name__ for t in transition.outcomes] if transition else ["(illegal)"]
-            cells.append(", or ".join(names))
+            cells.append(" | ".join(names))
         rows.append(cells)
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     rule = " ".join("=" * width for width in widths)
@@ -374,11 +427,23 @@ def submit_guess(
     return cast(GuessOutcome, _step(state, Input.SUBMIT_GUESS, presented_hash, now, policy))
 
 
-def withdraw(before: ChallengeState, issued: ChallengeState) -> ChallengeState:
-    """The state that takes back ``issued`` when its code could not be delivered.
+def submit_unbound_guess(
+    state: ChallengeState, *, presented_hash: str, now: datetime, policy: Policy
+) -> GuessOutcome:
+    """Count one unbound guess (the address only, no binding) against this code and decide it.
 
-    An undelivered code must not start a cooldown the user cannot see past: this is
-    ``before`` again, under a version newer than ``issued``'s. Store it guarded on
-    ``issued.version``; if someone moved on already, theirs stands.
+    Evaluated under the shared unbound budget (``unbound_attempts``), whatever is left of the
+    bound one; a wrong one counts no failure. Refusals change nothing.
     """
-    return replace(before, version=issued.version + 1)
+    return cast(GuessOutcome, _step(state, Input.SUBMIT_UNBOUND, presented_hash, now, policy))
+
+
+def keep_until(state: ChallengeState, *, policy: Policy) -> datetime:
+    """When a stored challenge in ``state`` stops mattering: its code has expired, its
+    resend gap has passed and any lock of its own has lapsed. Purge may drop it after."""
+    assert state.last_request_at is not None  # every stored challenge was issued once
+    until = state.last_request_at + max(
+        policy.code_lifetime, resend_wait(state.failures, policy=policy)
+    )
+    lock_until = _account_lock_until(state, policy)
+    return max(until, lock_until) if lock_until is not None else until

@@ -34,11 +34,15 @@ class CodeRequested:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CodeSent:
-    """The sender accepted a code for delivery."""
+    """The sender accepted a code for delivery.
+
+    ``user_id`` is ``None`` for an address with no account yet (``auto_create_user``: the
+    account is created by the first successful verify).
+    """
 
     at: datetime
     email: str
-    user_id: str
+    user_id: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,11 +58,15 @@ class GuessFailed:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OTPLocked:
-    """A wrong guess spent the code's last attempt or hit the account failure cap."""
+    """A wrong guess spent the code's last attempt or hit the binding's failure cap.
+
+    ``user_id`` is ``None``: guesses are decided on the pending code alone, the same for
+    known and unknown addresses, without loading the account.
+    """
 
     at: datetime
     email: str
-    user_id: str
+    user_id: str | None
     failures: int
 
 

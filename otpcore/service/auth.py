@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from otpcore.domain.events import EventSink
+from otpcore.domain.limits import Limits
 from otpcore.domain.policy import Policy
 from otpcore.domain.records import Claims
 from otpcore.domain.sessions import RevocationMirror
-from otpcore.ports import Store
+from otpcore.ports import LimitStore, Store
 from otpcore.service import codes, mirror, sessions
 from otpcore.service.context import (
     RevocationSource,
@@ -63,6 +64,8 @@ class OTPAuth(Generic[U]):
         max_retries: int = 32,
         mirror_interval: timedelta = timedelta(seconds=1),
         revocation_source: RevocationSource | None = None,
+        limits: Limits | None = None,
+        limit_store: LimitStore | None = None,
     ) -> None:
         """Configure the service.
 
@@ -85,6 +88,10 @@ class OTPAuth(Generic[U]):
             mirror_interval: Longest a claims-only check may trust the revocation mirror.
             revocation_source: Opens a revocation store for mirror refreshes when this
                 instance has no ``store``.
+            limits: Send and guess limits (:class:`~otpcore.domain.limits.Limits`; on by
+                default, :meth:`Limits.unlimited` turns them off).
+            limit_store: Where limit counters live when not in ``store`` (e.g. Redis, for
+                counters on the server's clock).
         """
         if max_retries < 1:
             raise ValueError("max_retries must be at least 1")
@@ -104,6 +111,8 @@ class OTPAuth(Generic[U]):
             mirror=RevocationMirror(interval=mirror_interval, leeway=policy.leeway),
             mirror_lock=asyncio.Lock(),
             revocation_source=revocation_source,
+            limits=limits if limits is not None else Limits(),
+            limit_store=limit_store,
         )
         self.store = store
 
@@ -164,12 +173,13 @@ class OTPAuth(Generic[U]):
             AccountLocked: Too many failures from clients without an allowance.
             UserNotFound: Unknown e-mail, only with ``reveal_unknown_users``.
         """
-        await codes.request_code(self._s, require_store(self.store), email)
-        # Interim (issue 8 in progress): the binding is not stored yet.
-        return CodeRequest(
-            challenge_id=new_token_id(),
-            resend_after=int(self._s.policy.resend_cooldown.total_seconds()),
-            expires_in=int(self._s.policy.code_lifetime.total_seconds()),
+        return await codes.request_code(
+            self._s,
+            require_store(self.store),
+            email,
+            ip=ip,
+            challenge_id=challenge_id,
+            device=device,
         )
 
     async def verify_code(
@@ -184,10 +194,12 @@ class OTPAuth(Generic[U]):
     ) -> Login[U]:
         """Redeem ``code`` for ``email``: a new session and its token pair.
 
-        The guess is stored as counted before the outcome is revealed, so no number of
-        concurrent requests evaluates more than ``policy.max_attempts`` guesses per code,
-        and exactly one of several concurrent correct guesses wins. The winner opens a
-        session record that its user can list and end (:meth:`list_sessions`).
+        The guess is stored as counted before the outcome is revealed, so across any
+        number of processes at most ``policy.max_attempts`` bound plus ``max_attempts``
+        unbound guesses are evaluated per code, and exactly one of several concurrent
+        correct guesses wins. The winner opens a session record that its user can list and
+        end (:meth:`list_sessions`); with ``auto_create_user`` the account is created here,
+        never by a request. The returned :attr:`Login.device` is this client's allowance.
 
         Args:
             email: The address the code was sent to.
@@ -204,13 +216,21 @@ class OTPAuth(Generic[U]):
 
         Raises:
             InvalidEmail: ``email`` is not an acceptable address.
+            RateLimited: The per-client guess limit refused (``retry_after`` set).
             CodeInvalid: Wrong code, or none pending (``remaining_attempts`` when known).
             CodeExpired: The code outlived its lifetime.
             AccountLocked: No guesses left on this code, or the account is locked.
             UserNotFound: Unknown e-mail, only with ``reveal_unknown_users``.
         """
         return await codes.verify_code(
-            self._s, require_store(self.store), email, code, user_agent=user_agent, ip=ip
+            self._s,
+            require_store(self.store),
+            email,
+            code,
+            challenge_id=challenge_id,
+            ip=ip,
+            user_agent=user_agent,
+            device=device,
         )
 
     # -- tokens and sessions ---------------------------------------------------------------

@@ -1,16 +1,25 @@
-"""Codes over the store: issue one and hand it to the sender, redeem one for a session.
+"""Codes over the store: issue one to its requester's binding, redeem one for a session.
 
-Every decision is :mod:`otpcore.domain.challenge`'s; this module loads the account, writes
-the state a decision carries with a compare-and-set, and turns refusals into errors. A lost
-compare-and-set reloads and decides again, at most ``max_retries`` times.
+Every decision is :mod:`otpcore.domain.challenge`'s or :mod:`otpcore.domain.limits`';
+this module loads the binding, hits the limits, writes the state a decision carries with a
+compare-and-set, and turns refusals into errors. A lost compare-and-set reloads and decides
+again, at most ``max_retries`` times.
+
+Known and unknown addresses take the same path (the same store calls in the same order,
+the same answers); only delivery differs, and delivery runs as a task the request never
+waits for, whose outcome changes no state.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar, assert_never
 
 from otpcore.domain import challenge
+from otpcore.domain import limits as rules
 from otpcore.domain.codes import generate_code, hash_code
 from otpcore.domain.emails import normalize_email
 from otpcore.domain.errors import (
@@ -19,7 +28,6 @@ from otpcore.domain.errors import (
     CodeExpired,
     CodeInvalid,
     ContentionError,
-    DeliveryError,
     OTPAuthError,
     UserNotFound,
 )
@@ -30,85 +38,170 @@ from otpcore.domain.events import (
     LoginSucceeded,
     OTPLocked,
 )
-from otpcore.domain.records import Account
+from otpcore.domain.records import Account, ChallengeState, PendingChallenge
+from otpcore.observability.audit_log import mask_email
 from otpcore.ports import Store
 from otpcore.service.context import Settings, emit
-from otpcore.service.results import Login
+from otpcore.service.limits import ChannelStore, channel, check_rate, failure_lock, send_limits
+from otpcore.service.results import CodeRequest, Login
 from otpcore.service.sessions import open_session
 
 __all__ = ["request_code", "verify_code"]
 
 U = TypeVar("U")
 
-
-async def _reload(store: Store[U], account: Account[U]) -> Account[U]:
-    fresh = await store.find_by_id(account.user_id)
-    if fresh is None:
-        raise CodeInvalid()
-    return fresh
+logger = logging.getLogger("otpcore")
 
 
-def _request_refused(
-    s: Settings[Any], email: str, account: Account[Any], outcome: str, now: datetime
-) -> None:
-    emit(s, CodeRequested(at=now, email=email, user_id=account.user_id, outcome=outcome))
+def _seconds(delta: Any) -> int:
+    return max(0, int(delta.total_seconds()))
 
 
-async def request_code(s: Settings[U], store: Store[U], email: str) -> None:
-    """Issue a code for ``email`` and send it; see :meth:`OTPAuth.request_code`."""
-    email = normalize_email(email)
+async def _deliver(s: Settings[Any], email: str, code: str, user_id: str | None) -> None:
     now = s.clock()
-    account = await store.find_by_email(email)
-    if account is None:
-        if not s.auto_create_user:
-            emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
-            if s.reveal_unknown_users:
-                raise UserNotFound()
-            return
-        fields = s.new_user_fields(email) if s.new_user_fields is not None else {}
-        account = await store.create(email, fields)
-
-    for _ in range(s.max_retries):
-        code = generate_code(
-            s.policy.code_length, s.randbelow, developer_mode=s.policy.developer_mode
-        )
-        before = account.challenge
-        code_hash = hash_code(s.policy.secret, email, code)
-        match challenge.request_code(before, code_hash=code_hash, now=now, policy=s.policy):
-            case challenge.Cooldown(retry_after=retry_after):
-                _request_refused(s, email, account, "cooldown", now)
-                raise CodeCooldown(retry_after=retry_after)
-            case challenge.LockedOut(retry_after=retry_after):
-                _request_refused(s, email, account, "locked", now)
-                raise AccountLocked(retry_after=retry_after)
-            case challenge.Issued(state=issued):
-                if await store.save_challenge(
-                    account.user_id, expected_version=before.version, state=issued
-                ):
-                    break
-                account = await _reload(store, account)
-            case unreachable:
-                assert_never(unreachable)
-    else:
-        raise ContentionError()
-
-    emit(s, CodeRequested(at=now, email=email, user_id=account.user_id, outcome="issued"))
     try:
         await s.sender(email, code)
     except Exception as exc:
-        await store.save_challenge(
-            account.user_id,
-            expected_version=issued.version,
-            state=challenge.withdraw(before, issued),
+        # The requester was answered already; a failure is for the operator, masked, and
+        # never changes the challenge (that would tell a known address from an unknown one).
+        logger.warning(
+            "otpcore: delivering a code to %s failed (%s)", mask_email(email), type(exc).__name__
         )
-        raise DeliveryError() from exc
-    emit(s, CodeSent(at=now, email=email, user_id=account.user_id))
+        return
+    emit(s, CodeSent(at=now, email=email, user_id=user_id))
+
+
+def _start_delivery(s: Settings[Any], email: str, code: str, user_id: str | None) -> None:
+    task = asyncio.get_running_loop().create_task(_deliver(s, email, code, user_id))
+    s.deliveries.add(task)
+    task.add_done_callback(s.deliveries.discard)
+
+
+async def request_code(
+    s: Settings[U],
+    store: Store[U],
+    email: str,
+    *,
+    ip: str | None = None,
+    challenge_id: str | None = None,
+    device: str | None = None,
+) -> CodeRequest:
+    """Issue a code for ``email`` to the requester's binding; see :meth:`OTPAuth.request_code`."""
+    email = normalize_email(email)
+    now = s.clock()
+    codes = channel(store)
+    secret = s.policy.secret
+    subject = rules.subject_key(secret, email)
+
+    binding: PendingChallenge | None = None
+    if challenge_id:
+        found = await codes.find_challenge(rules.challenge_key(secret, challenge_id))
+        if found is not None and found.subject == subject:
+            binding = found
+    if binding is None:
+        challenge_id = s.new_id()
+
+    code = generate_code(s.policy.code_length, s.randbelow, developer_mode=s.policy.developer_mode)
+    code_hash = hash_code(secret, email, code)
+    before = binding.state if binding is not None else ChallengeState()
+    # The binding's own cooldown first: a resend refused by it spends no send budget.
+    outcome = challenge.request_code(before, code_hash=code_hash, now=now, policy=s.policy)
+    _raise_issue_refusal(s, email, outcome, now)
+
+    await send_limits(
+        s, _limit_store(s, codes), email=email, subject=subject, ip=ip, device=device, now=now
+    )
+    account = await store.find_by_email(email)
+    if account is None and not s.auto_create_user and s.reveal_unknown_users:
+        emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
+        raise UserNotFound()
+
+    assert challenge_id is not None
+    key = rules.challenge_key(secret, challenge_id)
+    issued = await _store_issued(s, codes, key, subject, binding, outcome, code_hash, now, email)
+    user_id = account.user_id if account is not None else None
+    emit(s, CodeRequested(at=now, email=email, user_id=user_id, outcome="issued"))
+    if account is not None or s.auto_create_user:
+        _start_delivery(s, email, code, user_id)
+    # Let the delivery task start: an in-process sender that does no I/O has delivered by
+    # the time the caller answers, and a slow mailer is never waited for.
+    await asyncio.sleep(0)
+    return CodeRequest(
+        challenge_id=challenge_id,
+        resend_after=_seconds(challenge.resend_wait(issued.failures, policy=s.policy)),
+        expires_in=_seconds(s.policy.code_lifetime),
+    )
+
+
+def _raise_issue_refusal(
+    s: Settings[Any], email: str, outcome: challenge.IssueOutcome, now: datetime
+) -> None:
+    match outcome:
+        case challenge.Cooldown(retry_after=retry_after):
+            emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="cooldown"))
+            raise CodeCooldown(retry_after=retry_after)
+        case challenge.LockedOut(retry_after=retry_after):
+            emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="locked"))
+            raise AccountLocked(retry_after=retry_after)
+        case challenge.Issued():
+            return
+        case unreachable:
+            assert_never(unreachable)
+
+
+async def _store_issued(
+    s: Settings[Any],
+    codes: ChannelStore,
+    key: str,
+    subject: str,
+    binding: PendingChallenge | None,
+    outcome: challenge.IssueOutcome,
+    code_hash: str,
+    now: datetime,
+    email: str,
+) -> ChallengeState:
+    """Write the issued state: a new record, or a compare-and-set on the binding's."""
+    assert isinstance(outcome, challenge.Issued)
+    if binding is None:
+        state = outcome.state
+        await codes.create_challenge(
+            PendingChallenge(
+                id=key,
+                subject=subject,
+                state=state,
+                expires_at=challenge.keep_until(state, policy=s.policy),
+            )
+        )
+        return state
+    for _ in range(s.max_retries):
+        state = outcome.state
+        if await codes.update_challenge(
+            key,
+            expected_version=binding.state.version,
+            state=state,
+            expires_at=challenge.keep_until(state, policy=s.policy),
+        ):
+            return state
+        reloaded = await codes.find_challenge(key)
+        if reloaded is None:
+            raise ContentionError()
+        binding = reloaded
+        outcome = challenge.request_code(
+            binding.state, code_hash=code_hash, now=now, policy=s.policy
+        )
+        _raise_issue_refusal(s, email, outcome, now)
+        assert isinstance(outcome, challenge.Issued)
+    raise ContentionError()
+
+
+def _limit_store(s: Settings[Any], codes: ChannelStore) -> Any:
+    return s.limit_store if s.limit_store is not None else codes
 
 
 def _refused(
-    s: Settings[Any], email: str, account: Account[Any], error: OTPAuthError, now: datetime
+    s: Settings[Any], email: str, user_id: str | None, error: OTPAuthError, now: datetime
 ) -> NoReturn:
-    emit(s, GuessFailed(at=now, email=email, user_id=account.user_id, reason=error.code))
+    emit(s, GuessFailed(at=now, email=email, user_id=user_id, reason=error.code))
     raise error
 
 
@@ -118,74 +211,133 @@ async def verify_code(
     email: str,
     code: str,
     *,
-    user_agent: str | None = None,
+    challenge_id: str | None = None,
     ip: str | None = None,
+    user_agent: str | None = None,
+    device: str | None = None,
 ) -> Login[U]:
     """Redeem ``code`` for ``email``, opening a session; see :meth:`OTPAuth.verify_code`."""
     email = normalize_email(email)
     now = s.clock()
-    account = await store.find_by_email(email)
-    if account is None:
-        emit(s, GuessFailed(at=now, email=email, user_id=None, reason="unknown_user"))
-        if s.reveal_unknown_users:
-            raise UserNotFound()
-        raise CodeInvalid()
-    presented = hash_code(s.policy.secret, email, code)
-
-    for _ in range(s.max_retries):
-        before = account.challenge
-        decision = challenge.submit_guess(
-            before, presented_hash=presented, now=now, policy=s.policy
+    codes = channel(store)
+    secret = s.policy.secret
+    limiter = _limit_store(s, codes)
+    if ip is not None and s.limits.verify_per_client is not None:
+        await check_rate(
+            s, limiter, "verify-client", rules.client_scope(ip), s.limits.verify_per_client, now
         )
+    if (
+        s.reveal_unknown_users
+        and not s.auto_create_user
+        and await store.find_by_email(email) is None
+    ):
+        emit(s, GuessFailed(at=now, email=email, user_id=None, reason="unknown_user"))
+        raise UserNotFound()
+
+    subject = rules.subject_key(secret, email)
+    device_nonce = rules.valid_device(secret, subject, device)
+    presented = hash_code(secret, email, code)
+    bound = bool(challenge_id)
+    key = rules.challenge_key(secret, challenge_id) if challenge_id else None
+
+    lock_counted = False
+    for _ in range(s.max_retries):
+        record = await (codes.find_challenge(key) if key else codes.newest_challenge(subject))
+        if record is None or record.subject != subject:
+            _refused(s, email, None, CodeInvalid(), now)
+        before = record.state
+        guess = challenge.submit_guess if bound else challenge.submit_unbound_guess
+        decision = guess(before, presented_hash=presented, now=now, policy=s.policy)
         match decision:
             case challenge.NoChallenge():
-                _refused(s, email, account, CodeInvalid(), now)
+                _refused(s, email, None, CodeInvalid(), now)
             case challenge.Expired():
-                _refused(s, email, account, CodeExpired(), now)
+                _refused(s, email, None, CodeExpired(), now)
             case challenge.CodeSpent():
-                _refused(s, email, account, AccountLocked(), now)
+                _refused(s, email, None, AccountLocked(), now)
             case challenge.LockedOut(retry_after=retry_after):
-                _refused(s, email, account, AccountLocked(retry_after=retry_after), now)
-            case challenge.Rejected(
-                state=counted, remaining_attempts=remaining, ends_guessing=ends_guessing
-            ):
-                if await store.save_challenge(
-                    account.user_id, expected_version=before.version, state=counted
-                ):
-                    emit(
-                        s,
-                        GuessFailed(
-                            at=now,
-                            email=email,
-                            user_id=account.user_id,
-                            reason=CodeInvalid.code,
-                            remaining_attempts=remaining,
-                        ),
-                    )
-                    if ends_guessing:
-                        emit(
-                            s,
-                            OTPLocked(
-                                at=now,
-                                email=email,
-                                user_id=account.user_id,
-                                failures=counted.failures,
-                            ),
-                        )
-                    raise CodeInvalid(remaining_attempts=remaining)
-            case challenge.Accepted(state=consumed):
-                if await store.save_challenge(
-                    account.user_id,
-                    expected_version=before.version,
-                    state=consumed,
-                    mark_verified=True,
-                ):
-                    login = await open_session(
-                        s, store, account, now=now, user_agent=user_agent, ip=ip
-                    )
-                    emit(s, LoginSucceeded(at=now, user_id=account.user_id, sid=login.sid))
-                    return login
+                _refused(s, email, None, AccountLocked(retry_after=retry_after), now)
+            case challenge.Rejected() | challenge.Accepted():
+                pass
             case unreachable:
                 assert_never(unreachable)
-        account = await _reload(store, account)
+        if bound and device_nonce is None and not lock_counted:
+            # Bound guesses from clients without an allowance share the account-wide cap
+            # (NIST SP 800-63B §5.2.2: at most policy.max_failures per lockout period),
+            # counted before the guess is evaluated.
+            await failure_lock(s, limiter, subject, now)
+            lock_counted = True
+        if not await codes.update_challenge(
+            record.id,
+            expected_version=before.version,
+            state=decision.state,
+            expires_at=challenge.keep_until(decision.state, policy=s.policy),
+        ):
+            continue
+        if isinstance(decision, challenge.Rejected):
+            _rejected(s, email, decision, now)
+        return await _log_in(s, store, email, subject, device_nonce, now, user_agent, ip)
+    raise ContentionError()
+
+
+def _rejected(
+    s: Settings[Any], email: str, decision: challenge.Rejected, now: datetime
+) -> NoReturn:
+    remaining = decision.remaining_attempts
+    emit(
+        s,
+        GuessFailed(
+            at=now,
+            email=email,
+            user_id=None,
+            reason=CodeInvalid.code,
+            remaining_attempts=remaining,
+        ),
+    )
+    if decision.ends_guessing:
+        emit(s, OTPLocked(at=now, email=email, user_id=None, failures=decision.state.failures))
+    raise CodeInvalid(remaining_attempts=remaining)
+
+
+async def _log_in(
+    s: Settings[U],
+    store: Store[U],
+    email: str,
+    subject: str,
+    device_nonce: str | None,
+    now: datetime,
+    user_agent: str | None,
+    ip: str | None,
+) -> Login[U]:
+    """The code was consumed: find or create the account, mark it verified, open a session."""
+    account = await store.find_by_email(email)
+    if account is None:
+        if not s.auto_create_user:
+            # Only a lucky guess on a code that was never sent gets here.
+            _refused(s, email, None, CodeInvalid(), now)
+        fields = s.new_user_fields(email) if s.new_user_fields is not None else {}
+        account = await store.create(email, fields)
+    account = await _mark_verified(s, store, account)
+    login = await open_session(s, store, account, now=now, user_agent=user_agent, ip=ip)
+    emit(s, LoginSucceeded(at=now, user_id=account.user_id, sid=login.sid))
+    nonce = device_nonce if device_nonce is not None else s.new_id()
+    return replace(login, device=rules.device_token(s.policy.secret, subject, nonce))
+
+
+async def _mark_verified(s: Settings[U], store: Store[U], account: Account[U]) -> Account[U]:
+    for _ in range(s.max_retries):
+        if account.is_verified:
+            return account
+        state = replace(account.challenge, version=account.challenge.version + 1)
+        if await store.save_challenge(
+            account.user_id,
+            expected_version=account.challenge.version,
+            state=state,
+            mark_verified=True,
+        ):
+            return replace(account, is_verified=True, challenge=state)
+        fresh = await store.find_by_id(account.user_id)
+        if fresh is None:
+            raise CodeInvalid()
+        account = fresh
     raise ContentionError()

@@ -8,15 +8,16 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from otpcore.domain.errors import ConfigurationError
 from otpcore.domain.events import AuthEvent, EventSink
+from otpcore.domain.limits import Limits
 from otpcore.domain.policy import Policy
 from otpcore.domain.sessions import RevocationMirror
-from otpcore.ports import RevocationStore, Store
+from otpcore.ports import LimitStore, RevocationStore, Store
 from otpcore.tokens import TokenCodec
 
 __all__ = ["RevocationSource", "Settings", "emit", "new_token_id", "require_store", "utc_now"]
@@ -58,6 +59,10 @@ class Settings(Generic[U]):
     mirror: RevocationMirror
     mirror_lock: asyncio.Lock
     revocation_source: RevocationSource | None
+    limits: Limits = field(default_factory=Limits)
+    limit_store: LimitStore | None = None
+    #: Deliveries in flight: the request never waits for them; kept so none is collected.
+    deliveries: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def require_store(store: Store[U] | None) -> Store[U]:

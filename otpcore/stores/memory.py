@@ -22,6 +22,7 @@ from otpcore.domain.records import (
     user_key,
 )
 from otpcore.stores._base import StoreBase
+from otpcore.stores._memory_channel import MemoryChannel
 from otpcore.stores._reference import ReferenceAPI
 
 __all__ = ["MemoryStore", "MemoryUser"]
@@ -78,8 +79,9 @@ class MemoryUser:
         return self.challenge.version
 
 
-class MemoryStore(StoreBase, ReferenceAPI):
-    """Users, code state, revocations and sessions in dictionaries.
+class MemoryStore(StoreBase, MemoryChannel, ReferenceAPI):
+    """Users, code state, revocations, sessions, pending challenges and limit counters in
+    dictionaries.
 
     One instance is the database: hand the same instance to every service that should share
     state. Each read hands out a fresh :class:`MemoryUser` snapshot, as a database would.
@@ -95,6 +97,7 @@ class MemoryStore(StoreBase, ReferenceAPI):
         self._by_email: dict[str, str] = {}
         self._revocations: dict[str, Revocation] = {}
         self._sessions: dict[str, SessionRecord] = {}
+        self._init_channel()
 
     def _account(self, user_id: str) -> Account[MemoryUser] | None:
         user = self._users.get(user_id)
@@ -199,6 +202,7 @@ class MemoryStore(StoreBase, ReferenceAPI):
             for sid, session in self._sessions.items()
             if session.ended_at is None and session.expires_at > now
         }
+        self._purge_channel(now)
         return len(expired)
 
     async def open_session(self, session: SessionRecord) -> None:

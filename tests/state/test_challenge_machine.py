@@ -1,6 +1,7 @@
 """Stateful property test of the pure challenge machine against a simple independent model.
 
-Hypothesis drives ``request_code``/``submit_guess`` with a fake clock, stores the state that
+Hypothesis drives ``request_code``/``submit_guess``/``submit_unbound_guess`` (bound and
+unbound guesses, issue 8) with a fake clock, stores the state that
 ``Issued``/``Accepted``/``Rejected`` carry (as the service does after its compare-and-set) and
 checks every outcome against a model written from the rules in ``otpcore.domain.challenge``'s
 docstring, plus safety invariants that hold whatever the model says.
@@ -38,7 +39,7 @@ from otpcore.domain.challenge import (
     request_code,
     resend_wait,
     submit_guess,
-    withdraw,
+    submit_unbound_guess,
 )
 from otpcore.domain.codes import hash_code
 from otpcore.domain.policy import Policy
@@ -86,7 +87,8 @@ class CodeRecord:
 
     plain: str
     issued_at: datetime
-    evaluated: int = 0  # guesses evaluated (Accepted + Rejected) against this code
+    evaluated: int = 0  # bound guesses evaluated (Accepted + Rejected) against this code
+    unbound_evaluated: int = 0  # unbound guesses evaluated against this code
     accepted: int = 0
 
 
@@ -142,6 +144,19 @@ class Model:
             and self.now >= self.pending.issued_at + self.policy.code_lifetime
         )
 
+    def expected_unbound_refusal(self) -> LockedOut | CodeSpent | Expired | NoChallenge | None:
+        """The unbound lane: its own budget, whatever is left of the bound one."""
+        lock_until = self.lock_until()
+        if lock_until is not None:
+            return LockedOut(retry_after=ceil_seconds(lock_until - self.now))
+        if self.pending is None:
+            return NoChallenge()
+        if self.expired():
+            return Expired()
+        if self.pending.unbound_evaluated >= self.policy.max_attempts:
+            return CodeSpent()
+        return None
+
     def expected_guess_refusal(self) -> LockedOut | CodeSpent | Expired | NoChallenge | None:
         """``None`` when the guess must be evaluated, else the exact refusal."""
         lock_until = self.lock_until()
@@ -157,8 +172,8 @@ class Model:
 
 
 class ChallengeMachine(RuleBasedStateMachine):
-    """Rules: issue, undelivered issue, wrong guess, right guess, stale guess, replay,
-    advance clock."""
+    """Rules: issue, wrong guess, right guess, unbound wrong and right guesses, stale guess,
+    replay, advance clock."""
 
     POLICY: ClassVar[Policy] = SMALL_POLICY
 
@@ -280,6 +295,45 @@ class ChallengeMachine(RuleBasedStateMachine):
             self.model.last_failure_at = self.model.now
         return outcome
 
+    def unbound_guess(self, plain: str) -> GuessOutcome:
+        before = self.stored
+        pending = self.model.pending
+        refusal = self.model.expected_unbound_refusal()
+        outcome = submit_unbound_guess(
+            before, presented_hash=self.hash_of(plain), now=self.model.now, policy=self.policy
+        )
+        if refusal is not None:
+            assert outcome == refusal
+            assert not hasattr(outcome, "state")
+            return outcome
+        assert pending is not None
+        assert pending.unbound_evaluated < self.policy.max_attempts
+        new = outcome.state if isinstance(outcome, Accepted | Rejected) else None
+        assert new is not None, outcome
+        assert new.attempts == before.attempts, "an unbound guess never touches the bound budget"
+        if plain == pending.plain:
+            assert isinstance(outcome, Accepted), outcome
+            assert pending.accepted == 0, "a code is accepted at most once"
+            assert new.code_hash is None
+            assert new.failures == 0
+            self.store(new)
+            pending.unbound_evaluated += 1
+            pending.accepted += 1
+            self.model.pending = None
+            self.model.failures = 0
+            self.model.last_failure_at = None
+        else:
+            assert isinstance(outcome, Rejected), outcome
+            pending.unbound_evaluated += 1
+            assert (
+                outcome.remaining_attempts == self.policy.max_attempts - pending.unbound_evaluated
+            )
+            assert new.failures == before.failures, "an unbound guess counts no failure"
+            assert new.last_failure_at == before.last_failure_at
+            assert new.unbound_attempts == before.unbound_attempts + 1
+            self.store(new)
+        return outcome
+
     # --- rules --------------------------------------------------------------------------
 
     @initialize(n=st.integers(min_value=0))
@@ -293,24 +347,26 @@ class ChallengeMachine(RuleBasedStateMachine):
         self.issue(self.code_from(n))
 
     @rule(n=st.integers(min_value=0))
-    def undelivered_request(self, n: int) -> None:
-        """The sender fails: an issued code is withdrawn as if it had never been asked for."""
-        before = self.stored
-        outcome = request_code(
-            before,
-            code_hash=self.hash_of(self.code_from(n)),
-            now=self.model.now,
-            policy=self.policy,
-        )
-        if not isinstance(outcome, Issued):
-            assert outcome == self.model.expected_issue()
-            return
-        assert self.model.expected_issue() is None
-        self.store(outcome.state)  # stored before sending, as the service does
-        restored = withdraw(before, outcome.state)
-        self.store(restored)
-        assert replace(restored, version=before.version) == before
-        # The model saw no code: no pending change, no cooldown, only the two versions.
+    def unbound_wrong_guess(self, n: int) -> None:
+        """A guess with the address only (a reference-style client, or a stranger)."""
+        plain = self.code_from(n)
+        if self.model.pending is not None and plain == self.model.pending.plain:
+            plain = self.code_from(n + 1)
+        assert not isinstance(self.unbound_guess(plain), Accepted)
+
+    @rule(ns=st.lists(st.integers(min_value=0), min_size=2, max_size=6))
+    def unbound_wrong_guesses(self, ns: list[int]) -> None:
+        """A stranger's burst of unbound guesses: spends only the unbound budget."""
+        for n in ns:
+            self.unbound_wrong_guess(n)
+
+    @precondition(lambda self: self.model.pending is not None)
+    @rule()
+    def unbound_right_guess(self) -> None:
+        """The right code without a binding logs in while the unbound budget lasts."""
+        pending = self.model.pending
+        assert pending is not None
+        self.unbound_guess(pending.plain)
 
     @precondition(lambda self: self.model.pending is not None)
     @rule()
@@ -389,6 +445,7 @@ class ChallengeMachine(RuleBasedStateMachine):
     def guesses_per_code_bounded(self) -> None:
         for record in self.model.codes:
             assert record.evaluated <= self.policy.max_attempts
+            assert record.unbound_evaluated <= self.policy.max_attempts
             assert record.accepted <= 1
 
     @invariant()
@@ -401,6 +458,7 @@ class ChallengeMachine(RuleBasedStateMachine):
         assert self.stored.code_hash == (None if pending is None else self.hash_of(pending.plain))
         if pending is not None:
             assert self.stored.attempts == pending.evaluated
+            assert self.stored.unbound_attempts == pending.unbound_evaluated
             assert self.stored.issued_at == pending.issued_at
 
     @invariant()

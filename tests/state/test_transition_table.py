@@ -38,6 +38,7 @@ from otpcore.domain.challenge import (
     render_table,
     request_code,
     submit_guess,
+    submit_unbound_guess,
 )
 from otpcore.domain.codes import hash_code
 from otpcore.domain.policy import Policy
@@ -65,6 +66,8 @@ class Input(enum.Enum):
     REQUEST_CODE = "request_code"
     RIGHT_GUESS = "right guess"
     WRONG_GUESS = "wrong guess"
+    RIGHT_UNBOUND = "right unbound guess"
+    WRONG_UNBOUND = "wrong unbound guess"
 
 
 Outcome = Issued | Cooldown | LockedOut | Accepted | Rejected | CodeSpent | Expired | NoChallenge
@@ -77,6 +80,8 @@ COLUMN = {
     Input.REQUEST_CODE: challenge.Input.REQUEST_CODE,
     Input.RIGHT_GUESS: challenge.Input.SUBMIT_GUESS,
     Input.WRONG_GUESS: challenge.Input.SUBMIT_GUESS,
+    Input.RIGHT_UNBOUND: challenge.Input.SUBMIT_UNBOUND,
+    Input.WRONG_UNBOUND: challenge.Input.SUBMIT_UNBOUND,
 }
 
 
@@ -89,11 +94,14 @@ def parse_documented_table() -> dict[tuple[Phase, Input], frozenset[type[Outcome
     assert len(rules) == 3, "expected a simple rST table: top rule, header rule, bottom rule"
     spans = [m.span() for m in re.finditer(r"=+", lines[rules[0]])]
     header = [lines[rules[0] + 1][a:b].strip() for a, b in spans]
-    assert header == ["phase", "request_code", "submit_guess"]
+    assert header == ["phase", "request_code", "submit_guess", "submit_unbound"]
 
     table: dict[tuple[Phase, Input], frozenset[type[Outcome]]] = {}
     for line in lines[rules[1] + 1 : rules[2]]:
-        cells = [line[a:b].strip() if i < 2 else line[a:].strip() for i, (a, b) in enumerate(spans)]
+        last = len(spans) - 1
+        cells = [
+            line[a:b].strip() if i < last else line[a:].strip() for i, (a, b) in enumerate(spans)
+        ]
         row_phase = Phase[cells[0]]
 
         def outcomes(cell: str) -> frozenset[type[Outcome]]:
@@ -104,6 +112,8 @@ def parse_documented_table() -> dict[tuple[Phase, Input], frozenset[type[Outcome
         table[(row_phase, Input.REQUEST_CODE)] = outcomes(cells[1])
         table[(row_phase, Input.RIGHT_GUESS)] = outcomes(cells[2])
         table[(row_phase, Input.WRONG_GUESS)] = outcomes(cells[2])
+        table[(row_phase, Input.RIGHT_UNBOUND)] = outcomes(cells[3])
+        table[(row_phase, Input.WRONG_UNBOUND)] = outcomes(cells[3])
     return table
 
 
@@ -127,6 +137,17 @@ EXPECTED: dict[tuple[Phase, Input], frozenset[type[Outcome]]] = {
     (Phase.ACCOUNT_LOCKED, Input.REQUEST_CODE): frozenset({LockedOut}),
     (Phase.ACCOUNT_LOCKED, Input.RIGHT_GUESS): frozenset({LockedOut}),
     (Phase.ACCOUNT_LOCKED, Input.WRONG_GUESS): frozenset({LockedOut}),
+    # The unbound lane (issue 8): its own budget, whatever is left of the bound one.
+    (Phase.IDLE, Input.RIGHT_UNBOUND): frozenset({NoChallenge}),
+    (Phase.IDLE, Input.WRONG_UNBOUND): frozenset({NoChallenge}),
+    (Phase.PENDING, Input.RIGHT_UNBOUND): frozenset({Accepted, CodeSpent}),
+    (Phase.PENDING, Input.WRONG_UNBOUND): frozenset({Rejected, CodeSpent}),
+    (Phase.EXHAUSTED, Input.RIGHT_UNBOUND): frozenset({Accepted, CodeSpent, Expired}),
+    (Phase.EXHAUSTED, Input.WRONG_UNBOUND): frozenset({Rejected, CodeSpent, Expired}),
+    (Phase.EXPIRED, Input.RIGHT_UNBOUND): frozenset({Expired}),
+    (Phase.EXPIRED, Input.WRONG_UNBOUND): frozenset({Expired}),
+    (Phase.ACCOUNT_LOCKED, Input.RIGHT_UNBOUND): frozenset({LockedOut}),
+    (Phase.ACCOUNT_LOCKED, Input.WRONG_UNBOUND): frozenset({LockedOut}),
 }
 
 
@@ -139,6 +160,9 @@ class Example:
     request: Outcome | type[Outcome]
     right: Outcome | type[Outcome]
     wrong: Outcome | type[Outcome]
+    #: The unbound lane's outcomes; ``None``: the same as the bound lane's.
+    right_unbound: Outcome | type[Outcome] | None = None
+    wrong_unbound: Outcome | type[Outcome] | None = None
 
 
 def ago(**kwargs: float) -> datetime:
@@ -209,6 +233,15 @@ EXAMPLES: dict[Phase, list[Example]] = {
             Rejected,
         ),
         Example(
+            "unbound budget spent, bound budget whole",
+            pending(unbound_attempts=3),
+            Cooldown(retry_after=20),
+            Accepted,
+            Rejected,
+            CodeSpent(),
+            CodeSpent(),
+        ),
+        Example(
             "expires in a microsecond",
             pending(
                 issued_at=NOW - POLICY.code_lifetime + timedelta(microseconds=1),
@@ -226,6 +259,17 @@ EXAMPLES: dict[Phase, list[Example]] = {
             Cooldown(retry_after=620),
             CodeSpent(),
             CodeSpent(),
+            Accepted,
+            Rejected,
+        ),
+        Example(
+            "both budgets spent",
+            pending(attempts=3, unbound_attempts=3, failures=3, last_failure_at=ago(seconds=1)),
+            Cooldown(retry_after=620),
+            CodeSpent(),
+            CodeSpent(),
+            CodeSpent(),
+            CodeSpent(),
         ),
         Example(
             "attempts spent, backoff over",
@@ -239,6 +283,8 @@ EXAMPLES: dict[Phase, list[Example]] = {
             Issued,
             CodeSpent(),
             CodeSpent(),
+            Expired(),
+            Expired(),
         ),
     ],
     Phase.EXPIRED: [
@@ -296,7 +342,9 @@ CASES = [
 def run(state: ChallengeState, inp: Input) -> Outcome:
     if inp is Input.REQUEST_CODE:
         return request_code(state, code_hash=NEW_HASH, now=NOW, policy=POLICY)
-    presented = CODE_HASH if inp is Input.RIGHT_GUESS else WRONG_HASH
+    presented = CODE_HASH if inp in (Input.RIGHT_GUESS, Input.RIGHT_UNBOUND) else WRONG_HASH
+    if inp in (Input.RIGHT_UNBOUND, Input.WRONG_UNBOUND):
+        return submit_unbound_guess(state, presented_hash=presented, now=NOW, policy=POLICY)
     return submit_guess(state, presented_hash=presented, now=NOW, policy=POLICY)
 
 
@@ -307,10 +355,17 @@ def test_documented_table_is_total() -> None:
 def test_documented_table_says_what_we_expect() -> None:
     for key, allowed in EXPECTED.items():
         assert allowed <= DOCUMENTED[key], key
-    # Only the evaluated-guess cell names two outcomes, one per input.
+    # Only the evaluated-guess cells name outcomes of both the right and the wrong input.
     assert DOCUMENTED[(Phase.PENDING, Input.RIGHT_GUESS)] == frozenset({Accepted, Rejected})
+    for evaluated in (Phase.PENDING, Phase.EXHAUSTED):
+        assert DOCUMENTED[(evaluated, Input.RIGHT_UNBOUND)] == (
+            EXPECTED[(evaluated, Input.RIGHT_UNBOUND)] | EXPECTED[(evaluated, Input.WRONG_UNBOUND)]
+        )
+    unbound = (Input.RIGHT_UNBOUND, Input.WRONG_UNBOUND)
     for key, allowed in DOCUMENTED.items():
-        if key[0] is not Phase.PENDING or key[1] is Input.REQUEST_CODE:
+        if key[1] in unbound and key[0] in (Phase.PENDING, Phase.EXHAUSTED):
+            continue
+        if key[0] is not Phase.PENDING or key[1] is Input.REQUEST_CODE or key[1] in unbound:
             assert allowed == EXPECTED[key], key
 
 
@@ -335,9 +390,17 @@ def test_transition(expected_phase: Phase, example: Example, inp: Input) -> None
 
     assert type(outcome) in DOCUMENTED[(expected_phase, inp)]
     assert type(outcome) in EXPECTED[(expected_phase, inp)]
-    want = {Input.REQUEST_CODE: example.request, Input.RIGHT_GUESS: example.right}.get(
-        inp, example.wrong
-    )
+    want = {
+        Input.REQUEST_CODE: example.request,
+        Input.RIGHT_GUESS: example.right,
+        Input.WRONG_GUESS: example.wrong,
+        Input.RIGHT_UNBOUND: example.right
+        if example.right_unbound is None
+        else example.right_unbound,
+        Input.WRONG_UNBOUND: example.wrong
+        if example.wrong_unbound is None
+        else example.wrong_unbound,
+    }[inp]
     if isinstance(want, type):
         assert isinstance(outcome, want)
     else:
@@ -347,6 +410,9 @@ def test_transition(expected_phase: Phase, example: Example, inp: Input) -> None
         case Issued(state=new) | Accepted(state=new) | Rejected(state=new):
             assert new.version == state.version + 1
             assert new.failures <= state.failures + 1
+            if inp is Input.WRONG_UNBOUND:
+                assert new.failures == state.failures  # unbound guesses count no failure
+                assert new.attempts == state.attempts  # nor touch the bound budget
         case Cooldown(retry_after=retry) | LockedOut(retry_after=retry):
             assert retry > 0
             assert not hasattr(outcome, "state")

@@ -1,5 +1,5 @@
 """The challenge rules beyond the transition table (otpcore.domain.challenge): the stepped
-resend backoff and the withdrawal of an undelivered code."""
+resend backoff, the unbound guess lane and how long a challenge is kept."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ from typing import Any
 
 import pytest
 
-from otpcore.domain.challenge import Cooldown, Issued, phase, request_code, resend_wait, withdraw
+from otpcore.domain.challenge import (
+    Accepted,
+    CodeSpent,
+    Cooldown,
+    Issued,
+    NoChallenge,
+    Rejected,
+    keep_until,
+    request_code,
+    resend_wait,
+    submit_guess,
+    submit_unbound_guess,
+)
 from otpcore.domain.policy import MIN_SECRET_BYTES, Policy
 from otpcore.domain.records import ChallengeState
 
@@ -81,39 +93,64 @@ def test_resend_wait_decides_the_cooldown() -> None:
     assert isinstance(request_code(state, code_hash="h", now=ready, policy=policy), Issued)
 
 
-# --- withdraw -----------------------------------------------------------------------------
+# --- the unbound lane (issue 8) ------------------------------------------------------------
+# The withdrawal of an undelivered code is gone (issue 8: delivery's outcome must not change
+# challenge state, or it would tell a known address from an unknown one).
 
 
-@pytest.mark.parametrize(
-    "before",
-    [
-        ChallengeState(),
-        ChallengeState(
-            code_hash="old",
-            issued_at=NOW - timedelta(minutes=3),
-            attempts=2,
-            failures=7,
-            last_request_at=NOW - timedelta(minutes=3),
-            last_failure_at=NOW - timedelta(minutes=1),
-            version=41,
-        ),
-    ],
-    ids=["first code", "replacing a pending code"],
-)
-def test_withdraw_restores_the_earlier_state_under_a_newer_version(
-    before: ChallengeState,
-) -> None:
+def _pending(**overrides: object) -> ChallengeState:
+    base = ChallengeState(
+        code_hash="right", issued_at=NOW, last_request_at=NOW, failures=3, version=2
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def test_unbound_guesses_spend_only_the_unbound_budget_and_count_no_failure() -> None:
     policy = make()
-    outcome = request_code(before, code_hash="new", now=NOW, policy=policy)
-    assert isinstance(outcome, Issued)
-    issued = outcome.state
-    snapshot = (replace(before), replace(issued))
+    state = _pending()
+    for left in range(policy.max_attempts - 1, -1, -1):
+        outcome = submit_unbound_guess(state, presented_hash="wrong", now=NOW, policy=policy)
+        assert isinstance(outcome, Rejected)
+        assert outcome.remaining_attempts == left
+        assert outcome.ends_guessing == (left == 0)
+        state = outcome.state
+        assert state.attempts == 0
+        assert state.failures == 3
+    assert isinstance(
+        submit_unbound_guess(state, presented_hash="right", now=NOW, policy=policy), CodeSpent
+    )
+    # The bound budget is still whole: the binding's holder logs in.
+    accepted = submit_guess(state, presented_hash="right", now=NOW, policy=policy)
+    assert isinstance(accepted, Accepted)
 
-    restored = withdraw(before, issued)
 
-    assert restored.version == issued.version + 1
-    assert replace(restored, version=before.version) == before
-    assert (before, issued) == snapshot  # pure: the inputs are untouched
-    # No cooldown from the undelivered code: a new one may be issued straight away.
-    assert isinstance(request_code(restored, code_hash="again", now=NOW, policy=policy), Issued)
-    assert phase(restored, now=NOW, policy=policy) == phase(before, now=NOW, policy=policy)
+def test_an_unbound_guess_is_evaluated_even_when_the_bound_budget_is_spent() -> None:
+    policy = make()
+    state = _pending(attempts=policy.max_attempts)
+    assert isinstance(
+        submit_guess(state, presented_hash="right", now=NOW, policy=policy), CodeSpent
+    )
+    outcome = submit_unbound_guess(state, presented_hash="right", now=NOW, policy=policy)
+    assert isinstance(outcome, Accepted)
+    assert outcome.state.code_hash is None
+    assert outcome.state.failures == 0
+
+
+def test_a_consumed_code_refuses_both_lanes() -> None:
+    policy = make()
+    outcome = submit_unbound_guess(_pending(), presented_hash="right", now=NOW, policy=policy)
+    assert isinstance(outcome, Accepted)
+    for guess in (submit_guess, submit_unbound_guess):
+        assert isinstance(
+            guess(outcome.state, presented_hash="right", now=NOW, policy=policy), NoChallenge
+        )
+
+
+def test_keep_until_covers_the_code_the_cooldown_and_the_lock() -> None:
+    policy = make()
+    fresh = _pending(failures=0)
+    assert keep_until(fresh, policy=policy) == NOW + max(
+        policy.code_lifetime, policy.resend_cooldown
+    )
+    locked = _pending(failures=policy.max_failures, last_failure_at=NOW)
+    assert keep_until(locked, policy=policy) == NOW + policy.lockout_duration
