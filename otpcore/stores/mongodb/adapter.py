@@ -24,6 +24,7 @@ from otpcore.stores._base import StoreBase
 from otpcore.stores._record import challenge_of
 from otpcore.stores._reference import ReferenceAPI
 from otpcore.stores.mongodb import indexes
+from otpcore.stores.mongodb.challenges import MongoChallenges, ensure_challenge_indexes
 from otpcore.stores.mongodb.documents import (
     DATETIME_FIELDS,
     BaseOTPUserDocument,
@@ -34,6 +35,7 @@ from otpcore.stores.mongodb.documents import (
     revocation_of,
     to_db,
 )
+from otpcore.stores.mongodb.limits import MongoLimits, ensure_limit_indexes
 from otpcore.stores.mongodb.sessions import MongoSessions
 
 __all__ = ["MongoDBAdapter"]
@@ -71,10 +73,14 @@ async def _to_list(cursor_or_awaitable: Any) -> list[dict[str, Any]]:
     return result
 
 
-class MongoDBAdapter(StoreBase, ReferenceAPI, MongoSessions, Generic[UserT]):
+class MongoDBAdapter(
+    StoreBase, ReferenceAPI, MongoSessions, MongoChallenges, MongoLimits, Generic[UserT]
+):
     """Users, revocations and sessions in MongoDB; implements :class:`otpcore.ports.Store`.
 
-    Sessions live in the collection ``f"{blacklist_collection_name}_sessions"``.
+    Sessions live in the collection ``f"{blacklist_collection_name}_sessions"``, pending
+    challenges and limit counters in ``…_challenges`` and ``…_limits``
+    (:mod:`~otpcore.stores.mongodb.challenges`, :mod:`~otpcore.stores.mongodb.limits`).
 
     Also keeps the reference library's methods that applications call directly
     (``get_by_email``, ``create_user``, ``add_to_blacklist``, …).
@@ -110,6 +116,8 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, MongoSessions, Generic[UserT]):
         self.user_collection = database[user_collection_name]
         self.blacklist_collection = database[blacklist_collection_name]
         self.session_collection = database[f"{blacklist_collection_name}_sessions"]
+        self.challenge_collection = database[f"{blacklist_collection_name}_challenges"]
+        self.limit_collection = database[f"{blacklist_collection_name}_limits"]
         self.user_model_class = user_model_class
         self.ttl_index = ttl_index
         self._index_key = (
@@ -124,12 +132,15 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, MongoSessions, Generic[UserT]):
     async def ensure_indexes(self) -> None:
         """Create the unique ``email`` and ``jti`` indexes, the TTL indexes on ``expires_at``
         (unless disabled), the ``blacklisted_at`` index and the sessions' ``(user_id,
-        expires_ms)`` index. Idempotent.
+        expires_ms)`` index; the challenges' ``(subject, last_request_ms)`` and the
+        challenges' and limit counters' ``expires_ms`` indexes. Idempotent.
 
         Raises:
             ConfigurationError: An index with the same keys but other options exists.
             StorageError: The server could not be reached.
         """
+        await ensure_challenge_indexes(self.challenge_collection, ttl_index=self.ttl_index)
+        await ensure_limit_indexes(self.limit_collection)
         await indexes.ensure_indexes(
             self.database.client,
             self.user_collection,
@@ -373,9 +384,11 @@ class MongoDBAdapter(StoreBase, ReferenceAPI, MongoSessions, Generic[UserT]):
 
     async def purge_expired(self, now: datetime) -> int:
         """See :meth:`otpcore.ports.RevocationStore.purge_expired`: one ``delete_many`` for
-        the revocations, one for the sessions."""
+        the revocations, one each for the sessions, pending challenges and limit counters."""
         result = await self.blacklist_collection.delete_many({"expires_at": {"$lte": to_db(now)}})
         await self._purge_sessions(now)
+        await self._purge_challenges(now)
+        await self._purge_limits(now)
         return int(result.deleted_count)
 
     # -- what the reference methods need -------------------------------------------------
