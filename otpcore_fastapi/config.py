@@ -126,6 +126,19 @@ class OTPAuthConfig(ABC):
     #: ``revocation_source = staticmethod(open_store)``. ``None`` (the default) opens the
     #: ``get_otp_db`` given to ``get_auth_router``, through FastAPI's dependency injection.
     revocation_source: RevocationSource | None = None
+    #: Absolute session lifetime: no refresh extends a session past its login plus this
+    #: (NIST SP 800-63B rev 4 §2.2.3: reauthenticate at AAL1 at least every 30 days).
+    session_lifetime: timedelta = timedelta(days=30)
+    #: A session not refreshed for this long ends; ``None`` means ``refresh_token_lifetime``.
+    session_idle_timeout: timedelta | None = None
+    #: How long after a refresh the replaced refresh token still yields the same new pair
+    #: (two tabs, a retried request) instead of counting as reuse; 0 is strict, at most 5 min.
+    refresh_grace_period: timedelta = timedelta(seconds=10)
+    #: Clock difference tolerated between hosts when checking token times (and how far back
+    #: the revocation mirror looks); at most 5 min. Keep hosts on NTP all the same.
+    clock_skew_leeway: timedelta = timedelta(seconds=30)
+    #: RFC 9068 ``client_id`` claim written into access tokens; ``None`` writes none.
+    client_id: str | None = None
 
     _current: _Built
 
@@ -262,6 +275,11 @@ class OTPAuthConfig(ABC):
                 refresh_lifetime=self.refresh_token_lifetime,
                 issuer=self.issuer,
                 audience=self.audience,
+                session_lifetime=self.session_lifetime,
+                idle_timeout=self.session_idle_timeout,
+                refresh_grace=self.refresh_grace_period,
+                leeway=self.clock_skew_leeway,
+                client_id=_client_id(self.client_id),
                 developer_mode=self.developer_mode,
                 environment=environment,
             )
@@ -412,6 +430,13 @@ class OTPAuthConfig(ABC):
                 "or set revocation_source"
             )
         return recorded.open(current_request.get())
+
+
+def _client_id(value: object) -> str | None:
+    # Written into every access token as is: only text, never a number or an empty string.
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ConfigurationError(f"client_id must be a non-empty string or None, got {value!r}")
 
 
 def _assign(config: OTPAuthConfig, name: str, value: Any) -> None:

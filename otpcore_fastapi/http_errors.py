@@ -73,6 +73,7 @@ class ErrorCode(StrEnum):
     USER_NOT_VERIFIED = "user_not_verified"
     CSRF_REFUSED = "csrf_refused"
     USER_NOT_FOUND = "user_not_found"
+    SESSION_NOT_FOUND = "session_not_found"
     INVALID_EMAIL = "invalid_email"
     BODY_TOO_LARGE = "body_too_large"
     DELIVERY_FAILED = "delivery_failed"
@@ -164,6 +165,9 @@ ERROR_TABLE: Final[Mapping[type[Exception], HTTPErrorSpec]] = MappingProxyType(
             E.CSRF_REFUSED, 403, _NONE, "Cross-site cookie request refused."
         ),
         errors.UserNotFound: HTTPErrorSpec(E.USER_NOT_FOUND, 404, _NONE, "No such user."),
+        errors.SessionNotFound: HTTPErrorSpec(
+            E.SESSION_NOT_FOUND, 404, _NONE, "No such active session of this user."
+        ),
         BodyTooLarge: HTTPErrorSpec(
             E.BODY_TOO_LARGE, 413, _NONE, f"The body is over {MAX_BODY_BYTES} bytes."
         ),

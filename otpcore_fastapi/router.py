@@ -37,6 +37,8 @@ from otpcore_fastapi.schemas import (
     RefreshRequest,
     TokenResponse,
 )
+from otpcore_fastapi.session_routes import add_session_routes
+from otpcore_fastapi.transport import client_address
 
 __all__ = ["get_auth_router"]
 
@@ -86,7 +88,8 @@ def _sent(config: OTPAuthConfig) -> MessageResponse:
 
 
 def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> APIRouter:
-    """Build the router: request-otp, verify-otp, refresh, logout, logout-all (and JWKS).
+    """Build the router: request-otp, verify-otp, refresh, logout, logout-all, the session
+    endpoints (sessions, sessions/{id}, logout-others) and JWKS.
 
     Args:
         get_otp_db: Dependency yielding the store adapter (e.g. ``SQLAlchemyAdapter``). It is
@@ -159,7 +162,12 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
     async def verify_otp(
         body: OTPVerify, request: Request, response: Response, db: Db
     ) -> TokenResponse:
-        login = await config.auth.with_store(db).verify_code(body.email, body.code)
+        login = await config.auth.with_store(db).verify_code(
+            body.email,
+            body.code,
+            ip=client_address(request),
+            user_agent=request.headers.get("user-agent"),
+        )
         return config.transport.deliver(login, request, response)
 
     @router.post(
@@ -257,4 +265,5 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
             json.dumps(jwks).encode(), media_type="application/json", headers=_JWKS_HEADERS
         )
 
+    add_session_routes(router, get_otp_db, config)
     return router

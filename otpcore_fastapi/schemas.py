@@ -7,6 +7,7 @@ for what an address is, so the binding does not apply a second, different one.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -28,6 +29,8 @@ __all__ = [
     "OTPRequested",
     "OTPVerify",
     "RefreshRequest",
+    "SessionItem",
+    "SessionsEnded",
     "TokenResponse",
     "UnprocessableResponse",
 ]
@@ -142,3 +145,25 @@ class JWKSet(BaseModel):
     """A JSON Web Key Set (RFC 7517) of the public verification keys."""
 
     keys: list[dict[str, Any]]
+
+
+class SessionItem(BaseModel):
+    """One of the user's active sessions, as ``GET /sessions`` lists it."""
+
+    id: str = Field(..., description="The session id: what `DELETE /sessions/{id}` takes.")
+    current: bool = Field(..., description="Whether the bearer token belongs to this session.")
+    created_at: datetime = Field(..., description="When the session began (the code login).")
+    last_used_at: datetime = Field(
+        ..., description="The login or the last refresh; using an access token never moves it."
+    )
+    user_agent: str | None = Field(
+        None, description="The client's `User-Agent` at login, at most 256 characters."
+    )
+    ip: str | None = Field(None, description="The client's address at login.")
+
+
+class SessionsEnded(BaseModel):
+    """The answer of ``POST /logout-others``."""
+
+    message: str = Field(..., description="What happened.")
+    ended: int = Field(..., description="How many sessions were ended.")

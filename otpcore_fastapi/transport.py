@@ -42,12 +42,13 @@ def client_address(request: Request) -> str | None:
     return client.host if client is not None else None
 
 
-def _prefix_path(request: Request, configured: str | None) -> str:
+def _prefix_path(request: Request, configured: str | None, segments: int = 1) -> str:
     if configured is not None:
         return configured
     # The router's endpoints are one segment under its prefix: "/auth/verify-otp" ->
-    # "/auth", so a cookie travels only to the auth endpoints.
-    return request.url.path.rsplit("/", 1)[0] or "/"
+    # "/auth", so a cookie travels only to the auth endpoints. An endpoint with a path
+    # parameter is deeper ("/auth/sessions/{id}": two segments).
+    return request.url.path.rsplit("/", segments)[0] or "/"
 
 
 def _origin(scheme: str, host: str) -> str:
@@ -129,8 +130,8 @@ class RefreshTransport:
         if host is None or presented != _origin(request.url.scheme, host):
             raise CSRFRefused()
 
-    def _cookie_path(self, request: Request) -> str:
-        return _prefix_path(request, self._path)
+    def _cookie_path(self, request: Request, segments: int = 1) -> str:
+        return _prefix_path(request, self._path, segments)
 
     def deliver(self, login: Login[object], request: Request, response: Response) -> TokenResponse:
         """Set the cookie and/or build the body for a new token pair."""
@@ -151,12 +152,19 @@ class RefreshTransport:
             refresh_token=login.refresh_token if self.in_body else None,
         )
 
-    def clear(self, request: Request, response: Response) -> None:
-        """Expire the cookie (same name, path and domain as set)."""
+    def clear(self, request: Request, response: Response, *, segments: int = 1) -> None:
+        """Expire the cookie (same name, path and domain as set).
+
+        Args:
+            request: The request being answered.
+            response: The response to expire the cookie on.
+            segments: How many path segments the endpoint is below the router's prefix
+                (``DELETE /auth/sessions/{id}``: 2), to derive the path the cookie was set on.
+        """
         if self.in_cookie:
             response.delete_cookie(
                 self._name,
-                path=self._cookie_path(request),
+                path=self._cookie_path(request, segments),
                 domain=self._domain,
                 secure=self._secure,
                 httponly=True,

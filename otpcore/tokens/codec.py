@@ -234,7 +234,7 @@ class TokenCodec:
             fixed["iss"] = policy.issuer
         if policy.audience is not None:
             fixed["aud"] = policy.audience
-        client_id = getattr(policy, "client_id", None)
+        client_id = policy.client_id
         self._fixed_claims: dict[str, dict[str, str]] = {
             # RFC 9068 §2.2: client_id names the client the access token was issued to.
             "access": {**fixed, "client_id": client_id} if client_id is not None else fixed,

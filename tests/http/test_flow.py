@@ -126,6 +126,9 @@ async def test_refresh_reuse_revokes_the_session(
     second = refresh_token_of(h, rotated)
     new_access = rotated.json()["access_token"]
 
+    # Issue 10: within the grace window the same token gets the same successor; after it,
+    # presenting it again is reuse.
+    h.clock.advance(h.config.refresh_grace_period + timedelta(seconds=1))
     reused = await present(h, "/refresh", first)
     assert_refused(reused, 401, "refresh_reused")
     assert reused.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'

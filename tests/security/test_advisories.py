@@ -113,10 +113,12 @@ async def test_case_variant_email_cannot_open_a_second_account() -> None:
 
 
 async def test_stolen_refresh_token_replay_revokes_the_family() -> None:
-    auth, _, inbox, _ = make()
+    auth, _, inbox, clock = make()
     await auth.request_code("v@example.com")
     login = await auth.verify_code("v@example.com", inbox.codes["v@example.com"])
     legit = await auth.refresh(login.refresh_token)
+    # Issue 10: a replay within the grace window gets the same successor; after it, reuse.
+    clock.advance(auth.policy.refresh_grace + timedelta(seconds=1))
     with pytest.raises(RefreshReused):
         await auth.refresh(login.refresh_token)  # the thief replays the stolen token
     with pytest.raises(TokenRevoked):
@@ -133,7 +135,7 @@ async def test_logout_kills_outstanding_access_tokens() -> None:
 
 
 async def test_codes_and_tokens_never_reach_logs(caplog: pytest.LogCaptureFixture) -> None:
-    auth, _, inbox, _ = make()
+    auth, _, inbox, clock = make()
     with caplog.at_level(logging.DEBUG):
         await auth.request_code("v@example.com")
         code = inbox.codes["v@example.com"]
@@ -141,6 +143,7 @@ async def test_codes_and_tokens_never_reach_logs(caplog: pytest.LogCaptureFixtur
             await auth.verify_code("v@example.com", wrong_for(code))
         login = await auth.verify_code("v@example.com", code)
         rotated = await auth.refresh(login.refresh_token)
+        clock.advance(auth.policy.refresh_grace + timedelta(seconds=1))
         with pytest.raises(RefreshReused):
             await auth.refresh(login.refresh_token)
     for secret in (code, wrong_for(code), login.access_token, rotated.refresh_token):
