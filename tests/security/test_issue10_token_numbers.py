@@ -134,6 +134,9 @@ ACCESS_CASES = {**OUT_OF_RANGE, "gen-on-access-token": {"gen": 0}}
         ("GET", "/claims"),
         ("GET", "/principal"),
         ("POST", "/auth/logout-all"),
+        ("GET", "/auth/sessions"),
+        ("DELETE", "/auth/sessions/some-session"),
+        ("POST", "/auth/logout-others"),
     ],
 )
 async def test_out_of_range_access_token_is_401(
