@@ -1,0 +1,139 @@
+"""``RedisLimitStore``: the send and guess limit counters in Redis, on the ``limits`` library.
+
+An optional home for :class:`otpcore.ports.LimitStore` where a deployment already runs
+Redis: the counters then cost the database nothing. Everything else (users, pending
+challenges, revocations, sessions) stays in the application's store.
+
+A hit is ``limits``' sliding window counter (``SlidingWindowCounterRateLimiter`` over its
+asyncio ``RedisStorage`` with coredis): one Lua script, so one atomic round-trip, that
+weights the previous window by its remaining time-to-live and counts the hit only when it
+stays within the limit. Of any number of concurrent hits on one key, from any number of
+processes and hosts, exactly as many as there is room for are allowed. A refused hit reads
+the two windows' counts with one more (read-only) script.
+
+Windows run on the Redis server's clock, not the caller's: the :class:`LimitWindow` a hit
+receives gives only the window length (whole seconds; ``limits`` counts in seconds), and
+its ``start`` and ``weight`` are not used. So a fake clock in tests does not move these
+windows, and the counts a refusal reports are the server's, which size ``Retry-After`` to
+within one window. On an allowed hit nothing is read back: ``count`` is reported as 1 and
+``previous_count`` as 0 (the service reads counts only from refusals). Keys expire on the
+server, so :meth:`RedisLimitStore.purge_expired` has nothing to do.
+
+One difference from the database stores: ``limits`` rounds the previous window's weighted
+count down before comparing, so a Redis counter allows ``floor(previous * weight) + count
++ 1 <= limit`` where the others allow ``previous * weight + count + 1 <= limit``: at most
+one more hit per sliding window, and never more than ``limit`` in one fixed window.
+
+Requires the ``redis`` extra: ``pip install 'otpcore[redis]'``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Final
+
+try:
+    from limits import RateLimitItemPerSecond
+    from limits.aio.storage import RedisStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+    from limits.errors import ConfigurationError as LimitsConfigurationError
+    from limits.errors import StorageError as LimitsStorageError
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "otpcore.stores.redis needs the limits library with its asyncio Redis client; "
+        "install them with: pip install 'otpcore[redis]'"
+    ) from exc
+
+from otpcore.domain.errors import ConfigurationError
+from otpcore.domain.records import LimitHit, LimitWindow
+from otpcore.stores._base import StoreBase
+
+__all__ = ["RedisLimitStore"]
+
+#: Prefix of every key this store writes, before ``limits``' own key layout.
+DEFAULT_PREFIX: Final = "otpcore"
+_SCHEMES: Final = ("redis://", "rediss://", "redis+unix://", "unix://")
+
+
+def _storage_uri(url: str) -> str:
+    """``limits``' asyncio URI (``async+redis://…``) for a plain Redis URL."""
+    if url.startswith("async+"):
+        return url
+    if url.startswith("unix://"):
+        return "async+redis+" + url
+    if not url.startswith(_SCHEMES):
+        raise ConfigurationError(
+            "the Redis URL must start with redis://, rediss:// or unix:// "
+            f"(got one starting {url.split(':', 1)[0]!r})"
+        )
+    return "async+" + url
+
+
+def _seconds(length: timedelta) -> int:
+    seconds = length.total_seconds()
+    if seconds < 1 or seconds != int(seconds):
+        raise ConfigurationError(
+            f"Redis limit windows are whole seconds; a window of {seconds} s cannot be kept"
+        )
+    return int(seconds)
+
+
+class RedisLimitStore(StoreBase):
+    """Sliding-window limit counters in Redis; implements :class:`otpcore.ports.LimitStore`.
+
+    Args:
+        url: The server, e.g. ``redis://127.0.0.1:6379/0`` (``rediss://`` for TLS,
+            ``unix:///path/to/socket``); credentials may be in the URL.
+        key_prefix: Prefix of every key, so several deployments can share one server.
+        **options: More options for the coredis client (e.g. ``connect_timeout``,
+            ``stream_timeout``), passed through ``limits``.
+
+    Raises:
+        ConfigurationError: The URL is not a Redis URL, or ``limits`` refuses it.
+    """
+
+    #: Connection and server failures; ``limits`` wraps the client's own in its
+    #: ``StorageError`` (``wrap_exceptions``).
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        LimitsStorageError,
+        ConnectionError,
+        OSError,
+        TimeoutError,
+    )
+
+    def __init__(self, url: str, *, key_prefix: str = DEFAULT_PREFIX, **options: Any) -> None:
+        try:
+            self.storage = RedisStorage(
+                _storage_uri(url), wrap_exceptions=True, key_prefix=key_prefix, **options
+            )
+        except LimitsConfigurationError as exc:
+            raise ConfigurationError(f"the Redis limit store is misconfigured: {exc}") from exc
+        self.key_prefix = key_prefix
+        self._limiter = SlidingWindowCounterRateLimiter(self.storage)
+
+    def __repr__(self) -> str:
+        # Never the URL: it may hold a password.
+        return f"RedisLimitStore(key_prefix={self.key_prefix!r})"
+
+    async def hit(self, key: str, *, limit: int, window: LimitWindow) -> LimitHit:
+        """See :meth:`otpcore.ports.LimitStore.hit` and the module's description: one
+        script on an allowed hit, one more read on a refusal.
+
+        Raises:
+            ConfigurationError: ``window.length`` is not a whole number of seconds.
+        """
+        item = RateLimitItemPerSecond(limit, _seconds(window.length))
+        if await self._limiter.hit(item, key):
+            return LimitHit(allowed=True, count=1, previous_count=0)
+        previous, _, current, _ = await self.storage.get_sliding_window(
+            item.key_for(key), item.get_expiry()
+        )
+        return LimitHit(allowed=False, count=int(current), previous_count=int(previous))
+
+    async def purge_expired(self, now: datetime) -> int:
+        """Nothing to do: Redis expires each key two windows after its last hit. Returns 0."""
+        return 0
+
+    async def ping(self) -> bool:
+        """Whether the server answers (``PING``)."""
+        return bool(await self.storage.check())
