@@ -402,7 +402,7 @@ async def test_binding_lock_after_max_failures_stops_issuing_on_it() -> None:
         lockout_duration=timedelta(hours=1),
     )
     h = Harness(policy=policy)
-    bound = None
+    bound: str | None = None
     for _ in range(3):
         bound = (await h.auth.request_code("user@example.com", challenge_id=bound)).challenge_id
         code = h.inbox.codes["user@example.com"]
@@ -419,6 +419,7 @@ async def test_binding_lock_after_max_failures_stops_issuing_on_it() -> None:
     login = await h.auth.verify_code(
         "user@example.com", h.inbox.codes["user@example.com"], challenge_id=bound
     )
+    assert bound is not None
     pending = await h.store.find_challenge(challenge_key(SECRET, bound))
     assert pending is not None
     assert pending.state.failures == 0
