@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from otpcore.domain import challenge
+from otpcore.domain import challenge, limits
 from otpcore.domain.codes import hash_code
 from otpcore.domain.policy import Policy
 
@@ -46,8 +46,24 @@ def _decisions_per_second() -> dict[str, float]:
         for _ in range(OPS):
             challenge.request_code(state, code_hash=right, now=later, policy=policy)
 
+    def unbound() -> None:
+        for _ in range(OPS):
+            challenge.submit_unbound_guess(pending, presented_hash=wrong, now=later, policy=policy)
+
+    rate = limits.Limits().per_mailbox
+    assert rate is not None
+
+    def limit_keys() -> None:
+        # What a send decides before its counter hit: mailbox, key, window (issue 8).
+        for _ in range(OPS):
+            mailbox = limits.canonical_mailbox("Some.One+tag@gmail.com")
+            limits.limit_key(policy.secret, "send-mailbox", mailbox)
+            limits.window_at(later, rate.per)
+
     cases = {
         "guess rejected": guesses,
+        "unbound guess rejected": unbound,
+        "send limit keys": limit_keys,
         "guess accepted": accepts,
         "code issued": issues,
         "cooldown refused": cooldowns,
@@ -70,7 +86,7 @@ def main() -> None:
     results = run()
     print(f"pure challenge decisions (median of {ROUNDS} rounds x {OPS:,} ops)")
     for name, rate in results.items():
-        print(f"  {name:<18} {rate:>12,.0f} /s")
+        print(f"  {name:<22} {rate:>12,.0f} /s")
 
 
 if __name__ == "__main__":
