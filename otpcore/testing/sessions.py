@@ -220,6 +220,35 @@ class SessionContract:
             clock.advance(1)
             assert (await bound.refresh(outcomes[0].refresh_token)).sid == login.sid
 
+    async def test_fifty_concurrent_refreshes_store_exactly_one_rotation(
+        self, backend: Backend
+    ) -> None:
+        clock, inbox = FakeClock(), _Inbox()
+        auth: OTPAuth[Any] = OTPAuth(
+            policy=Policy(secret=b"s" * 32), store=None, sender=inbox, clock=clock
+        )
+        async with backend.store() as store:
+            login = await _login(auth, inbox, store, "fifty@example.com")
+        for generation in (1, 2):  # a second round, from the successor: one more rotation
+            token = login.refresh_token
+
+            async def refresh(store: Store[Any], _: int, token: str = token) -> Login[Any]:
+                return await auth.with_store(store).refresh(token)
+
+            outcomes = await _in_handles(backend, 50, refresh)
+            assert all(isinstance(o, Login) for o in outcomes), outcomes
+            jtis = {
+                auth.codec.verify(o.refresh_token, kind="refresh", now=clock()).jti
+                for o in outcomes
+            }
+            assert len(jtis) == 1
+            async with backend.store() as store:
+                session = await store.find_session(login.sid)
+            assert session is not None
+            assert session.generation == generation
+            login = outcomes[0]
+            clock.advance(1)
+
     async def test_the_same_token_after_the_window_ends_the_session(self, backend: Backend) -> None:
         clock, inbox = FakeClock(), _Inbox()
         auth: OTPAuth[Any] = OTPAuth(
