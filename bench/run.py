@@ -1,6 +1,6 @@
 """Run every benchmark in one go and print their side-by-side tables.
 
-Run: python bench/run.py [core tokens sqlalchemy http timing]
+Run: python bench/run.py [core tokens sqlalchemy http timing peers sessions profile]
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SUITES = ("core", "tokens", "sqlalchemy", "http", "timing")
+SUITES = ("core", "tokens", "sqlalchemy", "http", "timing", "peers", "sessions", "profile")
 
 
 def main(argv: list[str]) -> int:

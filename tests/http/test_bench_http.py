@@ -4,6 +4,7 @@ command lines and reads wrk's report); neither ``wrk`` nor ``pip`` is run."""
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata
 from pathlib import Path
 
@@ -131,3 +132,12 @@ def test_ratios_are_medians_of_per_round_ratios_to_the_same_apps_unauthenticated
         ("x", "route"): [500.0, 200.0, 1000.0],  # per round: 0.5, 0.1, 0.25
     }
     assert ratios(samples, app) == {"route": pytest.approx(0.25)}
+
+
+def test_one_command_runs_the_peers_the_sessions_and_the_profile_suites() -> None:
+    run_py = (Path(ROOT) / "bench" / "run.py").read_text()
+    suites = ast.literal_eval(run_py.split("SUITES = ", 1)[1].split("\n", 1)[0])
+    assert {"peers", "sessions", "profile"} <= set(suites)
+    for name in ("peers", "sessions", "profile"):
+        module = importlib.import_module(f"bench.bench_{name}")
+        assert callable(module.main)
