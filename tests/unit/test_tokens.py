@@ -567,3 +567,91 @@ def test_jwks_lists_every_asymmetric_verification_key(
     ]
     assert all(PRIVATE_JWK_MEMBERS.isdisjoint(k) for k in jwks["keys"])
     assert "key_ops" not in jwks["keys"][0]
+
+
+# -- issue 10: refresh generations, the refresh key, expires_at, client_id -------------------
+
+
+@pytest.mark.parametrize("generation", [0, 1, 41, 2**31 - 1])
+def test_refresh_tokens_carry_their_generation(generation: int) -> None:
+    codec = TokenCodec(KeySet.symmetric(SECRET), policy())
+    token = issue(codec, kind="refresh", generation=generation)
+    assert codec.verify(token, kind="refresh", now=NOW).gen == generation
+    assert jwt.decode(token, options={"verify_signature": False})["gen"] == generation
+
+
+def test_a_refresh_token_without_a_generation_is_generation_zero() -> None:
+    codec = TokenCodec(KeySet.symmetric(SECRET), policy())
+    assert codec.verify(issue(codec, kind="refresh"), kind="refresh", now=NOW).gen == 0
+
+
+@pytest.mark.parametrize("generation", [-1, 2**31, True, 1.0])
+def test_issue_refuses_a_generation_out_of_range(generation: Any) -> None:
+    codec = TokenCodec(KeySet.symmetric(SECRET), policy())
+    with pytest.raises(ValueError, match="generation"):
+        issue(codec, kind="refresh", generation=generation)
+
+
+def test_access_tokens_carry_no_generation() -> None:
+    codec = TokenCodec(KeySet.symmetric(SECRET), policy())
+    with pytest.raises(ValueError, match="refresh tokens only"):
+        issue(codec, kind="access", generation=0)
+    claims = codec.verify(issue(codec), kind="access", now=NOW)
+    assert claims.gen is None
+    assert "gen" not in claims.as_dict()
+
+
+@pytest.mark.parametrize("algorithm", ["HS384", *ASYMMETRIC])
+def test_refresh_tokens_use_the_derived_key_whatever_the_key_set(
+    algorithm: str, private_keys: dict[str, list[PrivateKeyTypes]]
+) -> None:
+    keys = (
+        KeySet.symmetric(b"h" * 48, "HS384")
+        if algorithm == "HS384"
+        else keyset_for(algorithm, private_keys)
+    )
+    codec = TokenCodec(keys, policy())
+    token = issue(codec, kind="refresh", generation=2)
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "rt+jwt"}
+    # Another key set over the same secret takes it: only the secret keys refresh tokens.
+    assert (
+        TokenCodec(KeySet.symmetric(SECRET), policy()).verify(token, kind="refresh", now=NOW).gen
+        == 2
+    )
+    # Another secret does not.
+    other = Policy(secret=b"o" * 32)
+    with pytest.raises(TokenInvalid):
+        TokenCodec(keys, other).verify(token, kind="refresh", now=NOW)
+
+
+def test_the_refresh_key_is_not_the_secret_and_not_in_the_jwks(
+    private_keys: dict[str, list[PrivateKeyTypes]],
+) -> None:
+    codec = TokenCodec(KeySet.symmetric(SECRET), policy())
+    token = issue(codec, kind="refresh")
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.PyJWS().decode(token, SECRET, algorithms=["HS256"])
+    jwks = keyset_for("ES256", private_keys).jwks()
+    assert all(key["kty"] != "oct" for key in jwks["keys"])
+
+
+def test_expires_at_ends_a_token_earlier_never_later() -> None:
+    codec = TokenCodec(KeySet.symmetric(SECRET), policy())
+    early = issue(codec, kind="refresh", expires_at=NOW + timedelta(hours=2))
+    assert codec.verify(early, kind="refresh", now=NOW).exp == T0 + 7200
+    late = issue(codec, kind="refresh", expires_at=NOW + timedelta(days=365))
+    assert codec.verify(late, kind="refresh", now=NOW).exp == T0 + 7 * 86400
+
+
+def test_client_id_is_set_on_access_tokens_only() -> None:
+    codec = TokenCodec(KeySet.symmetric(SECRET), policy(client_id="web-app"))
+    access = codec.verify(issue(codec), kind="access", now=NOW)
+    assert access.client_id == "web-app"
+    assert access.as_dict()["client_id"] == "web-app"
+    assert "client_id" not in access.extra
+    refresh = codec.verify(issue(codec, kind="refresh"), kind="refresh", now=NOW)
+    assert refresh.client_id is None
+    plain = TokenCodec(KeySet.symmetric(SECRET), policy())
+    assert plain.verify(issue(plain), kind="access", now=NOW).client_id is None
+    with pytest.raises(ReservedClaimError):
+        issue(codec, extra={"client_id": "forged"})
