@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
 try:
+    import coredis
     from limits import RateLimitItemPerSecond
     from limits.aio.storage import RedisStorage
     from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -55,18 +56,15 @@ DEFAULT_PREFIX: Final = "otpcore"
 _SCHEMES: Final = ("redis://", "rediss://", "redis+unix://", "unix://")
 
 
-def _storage_uri(url: str) -> str:
-    """``limits``' asyncio URI (``async+redis://…``) for a plain Redis URL."""
-    if url.startswith("async+"):
-        return url
-    if url.startswith("unix://"):
-        return "async+redis+" + url
+def _client_url(url: str) -> str:
+    """The URL the coredis pool connects to."""
+    url = url.removeprefix("async+").replace("redis+unix://", "unix://", 1)
     if not url.startswith(_SCHEMES):
         raise ConfigurationError(
             "the Redis URL must start with redis://, rediss:// or unix:// "
             f"(got one starting {url.split(':', 1)[0]!r})"
         )
-    return "async+" + url
+    return url
 
 
 def _seconds(length: timedelta) -> int:
@@ -85,8 +83,10 @@ class RedisLimitStore(StoreBase):
         url: The server, e.g. ``redis://127.0.0.1:6379/0`` (``rediss://`` for TLS,
             ``unix:///path/to/socket``); credentials may be in the URL.
         key_prefix: Prefix of every key, so several deployments can share one server.
-        **options: More options for the coredis client (e.g. ``connect_timeout``,
-            ``stream_timeout``), passed through ``limits``.
+        **options: More options for the coredis connection pool (e.g.
+            ``connect_timeout``, ``stream_timeout``, ``max_connections``).
+
+    The store owns its connection pool: :meth:`aclose` (or ``async with``) closes it.
 
     Raises:
         ConfigurationError: The URL is not a Redis URL, or ``limits`` refuses it.
@@ -102,11 +102,19 @@ class RedisLimitStore(StoreBase):
     )
 
     def __init__(self, url: str, *, key_prefix: str = DEFAULT_PREFIX, **options: Any) -> None:
+        client_url = _client_url(url)
         try:
+            # Our own pool (limits' documented ``connection_pool`` option), so that closing
+            # the store closes its connections.
+            self._pool = coredis.ConnectionPool.from_url(client_url, **options)
+            pool: dict[str, Any] = {"connection_pool": self._pool}
             self.storage = RedisStorage(
-                _storage_uri(url), wrap_exceptions=True, key_prefix=key_prefix, **options
+                f"async+{client_url.replace('unix://', 'redis+unix://', 1)}",
+                wrap_exceptions=True,
+                key_prefix=key_prefix,
+                **pool,
             )
-        except LimitsConfigurationError as exc:
+        except (LimitsConfigurationError, ValueError) as exc:
             raise ConfigurationError(f"the Redis limit store is misconfigured: {exc}") from exc
         self.key_prefix = key_prefix
         self._limiter = SlidingWindowCounterRateLimiter(self.storage)
@@ -137,3 +145,13 @@ class RedisLimitStore(StoreBase):
     async def ping(self) -> bool:
         """Whether the server answers (``PING``)."""
         return bool(await self.storage.check())
+
+    async def aclose(self) -> None:
+        """Close the store's connections; a later hit opens new ones."""
+        self._pool.disconnect()
+
+    async def __aenter__(self) -> RedisLimitStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

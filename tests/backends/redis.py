@@ -1,0 +1,49 @@
+"""The Redis server for the Redis limit store's tests, from ``REDIS_URL``.
+
+``source scripts/redis.sh && start_redis`` provides a throwaway server. Without the variable
+the cases are skipped, except under CI (``CI`` set), where that is a failure; a set but
+unreachable server is always a failure, never a skip. Redis keeps only limit counters, so
+it is no full storage backend: this module contributes no ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from otpcore.stores.redis import RedisLimitStore
+from tests.backends import BackendSpec
+
+__all__ = ["BACKENDS", "redis_store", "redis_url"]
+
+URL_VARIABLE = "REDIS_URL"
+
+#: Every module in ``tests.backends`` is scanned for backends; Redis is not a full store.
+BACKENDS: list[BackendSpec] = []
+
+
+def redis_url() -> str:
+    """The server's URL; skips the test when unset (fails it under CI)."""
+    url = os.environ.get(URL_VARIABLE)
+    if url:
+        return url
+    reason = f"{URL_VARIABLE} is not set (source scripts/redis.sh && start_redis)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the Redis suites: {reason}")
+    pytest.skip(reason)
+
+
+@asynccontextmanager
+async def redis_store(prefix: str | None = None) -> AsyncIterator[RedisLimitStore]:
+    """A :class:`~otpcore.stores.redis.RedisLimitStore` under a key prefix of its own (so
+    tests never see each other's counters), after checking that the server answers."""
+    url = redis_url()
+    store = RedisLimitStore(url, key_prefix=prefix or f"otpcore-test-{uuid.uuid4().hex[:12]}")
+    async with store:
+        if not await store.ping():
+            pytest.fail(f"Redis at {URL_VARIABLE}={url} does not answer")
+        yield store
