@@ -1,20 +1,10 @@
-"""The channel contract (issue 8): pending challenges and limit counters.
-
-Runs on the memory store until the SQL and MongoDB stores implement the ports; then this
-module's ``backend`` override goes and the contract runs on every backend.
+"""The channel contract (issue 8): pending challenges and limit counters, run against every
+backend in ``tests/backends`` (memory, SQLite, PostgreSQL, MongoDB through PyMongo and
+Motor). The Redis limit store keeps its windows on the server's clock, so it has its own
+real-time tests in ``test_redis_limits``.
 """
 
-import pytest
-
 from otpcore.testing.channel import ChannelContract
-from otpcore.testing.contract import Backend
-from tests.backends.memory import MemoryBackend
-
-
-@pytest.fixture
-async def backend() -> Backend:
-    """The memory store only, for now (see the module docstring)."""
-    return MemoryBackend()
 
 
 class TestChannelContract(ChannelContract):
