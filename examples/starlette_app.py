@@ -95,6 +95,20 @@ async def _fields(request: Request, *names: str) -> list[str]:
     return [str(value) for value in values]
 
 
+async def _optional(request: Request, name: str) -> str | None:
+    """The optional string field ``name`` of the (already parsed) JSON body."""
+    value = (await request.json()).get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string.")
+    return value or None
+
+
+def _client(request: Request) -> str | None:
+    """The client address as the server reports it (behind a proxy: run uvicorn with
+    ``--proxy-headers --forwarded-allow-ips`` so this is the forwarded one)."""
+    return request.client.host if request.client is not None else None
+
+
 def _bearer(request: Request) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header (RFC 6750 §2.1), if any."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -175,14 +189,27 @@ def create_app(
 
     async def request_otp(request: Request) -> Response:
         [email] = await _fields(request, "email")
+        challenge_id = await _optional(request, "challenge_id")  # to resend on the same code
         async with open_store() as store:
-            await auth.with_store(store).request_code(email)
-        return JSONResponse({"message": "If the address can receive codes, one was sent."})
+            sent = await auth.with_store(store).request_code(
+                email, ip=_client(request), challenge_id=challenge_id
+            )
+        return JSONResponse(
+            {
+                "message": "If the address can receive codes, one was sent.",
+                "challenge_id": sent.challenge_id,
+            }
+        )
 
     async def verify_otp(request: Request) -> Response:
         email, code = await _fields(request, "email", "code")
+        challenge_id = await _optional(request, "challenge_id")
         async with open_store() as store:
-            return _tokens(await auth.with_store(store).verify_code(email, code))
+            bound = auth.with_store(store)
+            login = await bound.verify_code(
+                email, code, challenge_id=challenge_id, ip=_client(request)
+            )
+            return _tokens(login)
 
     async def refresh(request: Request) -> Response:
         [token] = await _fields(request, "refresh_token")

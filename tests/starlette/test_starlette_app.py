@@ -165,8 +165,11 @@ async def test_bad_input_is_a_4xx_with_a_stable_code(
             "/auth/request-otp", content=body, headers={"Content-Type": "application/json"}
         )
         assert (response.status_code, response.json()["code"]) == (422, code), body
-    await http.post("/auth/request-otp", json={"email": EMAIL})
-    cooldown = await http.post("/auth/request-otp", json={"email": EMAIL})
+    sent = (await http.post("/auth/request-otp", json={"email": EMAIL})).json()
+    # Issue 8: the cooldown belongs to the requester's binding.
+    cooldown = await http.post(
+        "/auth/request-otp", json={"email": EMAIL, "challenge_id": sent["challenge_id"]}
+    )
     assert (cooldown.status_code, cooldown.json()["code"]) == (429, "otp_cooldown")
     assert int(cooldown.headers["Retry-After"]) > 0
 
