@@ -21,12 +21,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from otpcore.domain.errors import ConfigurationError
-from otpcore.domain.policy import HMAC_MIN_BYTES, Policy, check_secret, is_production
+from otpcore.domain.policy import HMAC_MIN_BYTES, Policy, check_secret
 from otpcore.ports import RevocationStore
 from otpcore.service import OTPAuth
 from otpcore.tokens import KeySet, SigningKey, VerificationKey
+from otpcore_fastapi.schemas import CHALLENGE_ID_MAX_LENGTH, DEVICE_MAX_LENGTH
+from otpcore_fastapi.settings import build_limits, check_cookie_settings
 from otpcore_fastapi.store_source import StoreSource, current_request
-from otpcore_fastapi.transport import ChallengeCookie, RefreshTransport
+from otpcore_fastapi.transport import BindingCookie, RefreshTransport
 
 __all__ = ["OTPAuthConfig", "RevocationSource"]
 
@@ -36,8 +38,6 @@ logger = logging.getLogger("otpcore_fastapi")
 RevocationSource = Callable[[], AbstractAsyncContextManager[RevocationStore]]
 
 _ENV_VARIABLES: Final = ("OTPCORE_ENV", "ENVIRONMENT")
-_DELIVERY_MODES: Final = frozenset({"cookie", "body", "both"})
-_SAMESITE: Final = frozenset({"lax", "strict", "none"})
 #: Overridable methods whose instance assignment rebuilds the service, like a setting's.
 _HOOKS: Final = frozenset({"send_otp", "get_additional_claims", "new_user_fields", "now"})
 _SYMMETRIC: Final = frozenset(HMAC_MIN_BYTES)
@@ -64,7 +64,8 @@ class _Built:
     keys: KeySet
     auth: OTPAuth[Any]
     transport: RefreshTransport
-    challenge: ChallengeCookie
+    challenge: BindingCookie
+    device: BindingCookie
     source: RevocationSource | None
 
 
@@ -114,6 +115,10 @@ class OTPAuthConfig(ABC):
     #: Cookie carrying request-otp's binding to verify-otp (cookie and both modes); same
     #: path, domain, ``Secure`` and ``SameSite`` as the refresh cookie.
     challenge_cookie_name: str = "otp_challenge"
+    #: Cookie keeping a logged-in client's device allowance (its own share of the address's
+    #: send budget) in cookie and both modes, and how long it is kept.
+    device_cookie_name: str = "otp_device"
+    device_cookie_lifetime: timedelta = timedelta(days=365)
     #: Answer 404 for unknown e-mails instead of exactly as for known ones (reveals accounts).
     reveal_unknown_users: bool = False
     #: Longest a claims-only check trusts this worker's revocation mirror.
@@ -139,6 +144,29 @@ class OTPAuthConfig(ABC):
     clock_skew_leeway: timedelta = timedelta(seconds=30)
     #: RFC 9068 ``client_id`` claim written into access tokens; ``None`` writes none.
     client_id: str | None = None
+
+    # -- abuse protection: sliding-window limits; None turns one off (docs/abuse.md) ----------
+    #: Codes per client address (IPv6 counted by /64) per ``send_limit_per_client_window``.
+    #: Default 25 per 5 minutes, so no single minute sends more than 30 (Supabase Auth: 30
+    #: per 5 minutes per IP; django-allauth: 20 per minute per IP).
+    send_limit_per_client: int | None = 25
+    #: Window of ``send_limit_per_client``.
+    send_limit_per_client_window: timedelta = timedelta(minutes=5)
+    #: Codes per mailbox (case-folded, ``+tag`` removed, gmail dots folded) per
+    #: ``send_limit_per_mailbox_window``. Default 5 per hour (django-allauth: 3 per minute per
+    #: address); a client that has logged in as the address has its own budget of this size.
+    send_limit_per_mailbox: int | None = 5
+    #: Window of ``send_limit_per_mailbox``.
+    send_limit_per_mailbox_window: timedelta = timedelta(hours=1)
+    #: Codes per hour for the whole deployment; off by default (Supabase Auth caps a
+    #: project's e-mails per hour).
+    send_limit_global_per_hour: int | None = None
+    #: Guesses per client address on verify-otp, across every address (guess spraying), per
+    #: ``verify_limit_per_client_window``. Default 30 per 5 minutes (Supabase Auth's
+    #: verification limit).
+    verify_limit_per_client: int | None = 30
+    #: Window of ``verify_limit_per_client``.
+    verify_limit_per_client_window: timedelta = timedelta(minutes=5)
 
     _current: _Built
 
@@ -236,9 +264,14 @@ class OTPAuthConfig(ABC):
         return self._current.transport
 
     @property
-    def challenge_cookie(self) -> ChallengeCookie:
+    def challenge_cookie(self) -> BindingCookie:
         """The cookie carrying request-otp's binding to verify-otp (cookie and both modes)."""
         return self._current.challenge
+
+    @property
+    def device_cookie(self) -> BindingCookie:
+        """The cookie keeping a logged-in client's device allowance (cookie and both modes)."""
+        return self._current.device
 
     def jwks(self) -> dict[str, Any] | None:
         """The public keys as a JWK Set, or ``None`` when tokens use a shared secret."""
@@ -283,7 +316,7 @@ class OTPAuthConfig(ABC):
                 developer_mode=self.developer_mode,
                 environment=environment,
             )
-            self._check_cookie_settings(environment)
+            check_cookie_settings(self, environment)
             keys = self._build_keys()
             source = self._explicit_source()
             auth: OTPAuth[Any] = OTPAuth(
@@ -298,9 +331,21 @@ class OTPAuthConfig(ABC):
                 claims_for=self._hook("get_additional_claims"),
                 mirror_interval=self.revocation_mirror_interval,
                 revocation_source=source or self._open_recorded_source,
+                limits=build_limits(self),
             )
             transport = RefreshTransport(self)
-            challenge = ChallengeCookie(self)
+            challenge = BindingCookie(
+                self,
+                name=self.challenge_cookie_name,
+                max_age=self.otp_expiry,
+                max_length=CHALLENGE_ID_MAX_LENGTH,
+            )
+            device = BindingCookie(
+                self,
+                name=self.device_cookie_name,
+                max_age=self.device_cookie_lifetime,
+                max_length=DEVICE_MAX_LENGTH,
+            )
         except ConfigurationError:
             raise
         except (ValueError, TypeError) as exc:
@@ -311,6 +356,7 @@ class OTPAuthConfig(ABC):
             auth=auth,
             transport=transport,
             challenge=challenge,
+            device=device,
             source=source,
         )
 
@@ -337,53 +383,6 @@ class OTPAuthConfig(ABC):
                 f"got {source!r}"
             )
         return source
-
-    def _check_cookie_settings(self, environment: str | None) -> None:
-        if self.refresh_token_delivery not in _DELIVERY_MODES:
-            raise ConfigurationError(
-                "refresh_token_delivery must be 'cookie', 'body' or 'both', "
-                f"got {self.refresh_token_delivery!r}"
-            )
-        if self.cookie_samesite not in _SAMESITE:
-            raise ConfigurationError(
-                f"cookie_samesite must be 'lax', 'strict' or 'none', got {self.cookie_samesite!r}"
-            )
-        if self.cookie_samesite == "none" and not self.cookie_secure:
-            raise ConfigurationError("cookie_samesite='none' requires cookie_secure=True")
-        if self.cookie_path is not None and not self.cookie_path.startswith("/"):
-            raise ConfigurationError(f"cookie_path must start with '/', got {self.cookie_path!r}")
-        for setting in ("cookie_name", "challenge_cookie_name"):
-            self._check_cookie_name(setting, getattr(self, setting))
-        if self.challenge_cookie_name == self.cookie_name:
-            raise ConfigurationError("challenge_cookie_name must differ from cookie_name")
-        uses_cookie = self.refresh_token_delivery in ("cookie", "both")
-        if uses_cookie and not self.cookie_secure and is_production(environment):
-            raise ConfigurationError(
-                f"cookie_secure=False in production (environment {environment!r}): the "
-                "refresh cookie would travel over plain HTTP. Set cookie_secure=True."
-            )
-        for origin in self.trusted_origins:
-            if "://" not in origin or origin.endswith("/"):
-                raise ConfigurationError(
-                    f"trusted_origins entries look like 'https://app.example.com', got {origin!r}"
-                )
-
-    def _check_cookie_name(self, setting: str, name: object) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"{setting} must not be empty")
-        # RFC 6265bis §4.1.3: browsers drop cookies whose prefix promises what they lack.
-        if name.startswith(("__Secure-", "__Host-")) and not self.cookie_secure:
-            raise ConfigurationError(
-                f"{setting} {name!r} needs cookie_secure=True (browsers refuse "
-                "a __Secure- or __Host- cookie without Secure)"
-            )
-        if name.startswith("__Host-") and (
-            self.cookie_path != "/" or self.cookie_domain is not None
-        ):
-            raise ConfigurationError(
-                f"{setting} {name!r} needs cookie_path='/' and no cookie_domain "
-                "(browsers refuse a __Host- cookie otherwise)"
-            )
 
     def _build_keys(self) -> KeySet:
         if self.private_key is None:

@@ -33,6 +33,7 @@ from otpcore_fastapi.schemas import (
     LogoutRequest,
     MessageResponse,
     OTPRequest,
+    OTPRequested,
     OTPVerify,
     RefreshRequest,
     TokenResponse,
@@ -81,10 +82,12 @@ def _body_openapi(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _sent(config: OTPAuthConfig) -> MessageResponse:
+def _sent(config: OTPAuthConfig, challenge_id: str) -> OTPRequested:
     if config.developer_mode:
-        return MessageResponse(message=f"Developer mode: OTP code is {'0' * config.otp_length}")
-    return MessageResponse(message=_SENT)
+        message = f"Developer mode: OTP code is {'0' * config.otp_length}"
+    else:
+        message = _SENT
+    return OTPRequested(message=message, challenge_id=challenge_id)
 
 
 def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> APIRouter:
@@ -121,25 +124,39 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
 
     @router.post(
         "/request-otp",
-        response_model=MessageResponse,
+        response_model=OTPRequested,
+        response_model_exclude_none=True,
         status_code=status.HTTP_200_OK,
         summary="Request OTP code",
-        description="Generate a code and send it to the e-mail address. Unknown addresses get "
-        "the same answer as known ones unless `reveal_unknown_users` is set.",
+        description="Generate a code bound to this client and start sending it to the e-mail "
+        "address; the answer does not wait for the mailer. The body's `challenge_id` (also set "
+        "as an HTTP-only cookie in cookie and both modes) binds the code to this client: send "
+        "it back with verify-otp. Unknown addresses get the same answer as known ones unless "
+        "`reveal_unknown_users` is set. Send limits per client address, per mailbox and "
+        "(when configured) per deployment answer 429 `rate_limited` with `Retry-After`.",
         responses=openapi_responses(
             InvalidEmail,
+            core.RateLimited,
             core.CodeCooldown,
             core.AccountLocked,
             core.ContentionError,
             core.UserNotFound,
-            core.DeliveryError,
             core.StorageError,
             body=True,
         ),
     )
-    async def request_otp(body: OTPRequest, db: Db) -> MessageResponse:
-        await config.auth.with_store(db).request_code(body.email)
-        return _sent(config)
+    async def request_otp(
+        body: OTPRequest, request: Request, response: Response, db: Db
+    ) -> OTPRequested:
+        bound = config.challenge_cookie
+        requested = await config.auth.with_store(db).request_code(
+            body.email,
+            ip=client_address(request),
+            challenge_id=body.challenge_id or bound.read(request),
+            device=body.device or config.device_cookie.read(request),
+        )
+        bound.set(request, response, requested.challenge_id)
+        return _sent(config, requested.challenge_id)
 
     @router.post(
         "/verify-otp",
@@ -147,11 +164,16 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
         response_model_exclude_none=True,
         status_code=status.HTTP_200_OK,
         summary="Verify OTP code",
-        description=f"Redeem the code for an access token. {delivery}",
+        description=f"Redeem the code for an access token. {delivery} With a "
+        "`challenge_id` (body, else the challenge cookie) the guess is checked against that "
+        "request's code only, under its own attempt budget; without one, against the newest "
+        "code under a separate budget shared by every unbound guess. Guesses per client "
+        "address are limited: 429 `rate_limited` with `Retry-After`.",
         responses=openapi_responses(
             core.CodeInvalid,
             core.CodeExpired,
             InvalidEmail,
+            core.RateLimited,
             core.AccountLocked,
             core.ContentionError,
             core.UserNotFound,
@@ -162,13 +184,21 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
     async def verify_otp(
         body: OTPVerify, request: Request, response: Response, db: Db
     ) -> TokenResponse:
+        bound, device = config.challenge_cookie, config.device_cookie
         login = await config.auth.with_store(db).verify_code(
             body.email,
             body.code,
+            challenge_id=body.challenge_id or bound.read(request),
             ip=client_address(request),
             user_agent=request.headers.get("user-agent"),
+            device=body.device or device.read(request),
         )
-        return config.transport.deliver(login, request, response)
+        # The refresh cookie first: the reference's one Set-Cookie stays the first one.
+        delivered = config.transport.deliver(login, request, response)
+        bound.clear(request, response)
+        if login.device is not None:
+            device.set(request, response, login.device)
+        return delivered
 
     @router.post(
         "/refresh",

@@ -16,9 +16,17 @@ from otpcore.domain.emails import MAX_EMAIL_LENGTH
 from otpcore.domain.policy import MAX_CODE_LENGTH, MIN_CODE_LENGTH
 from otpcore.tokens.codec import MAX_TOKEN_LENGTH
 
-#: Bounds of a presented ``challenge_id``: opaque, URL-safe, far longer than any issued one.
+#: What an opaque value of the core's (``challenge_id``, ``device``) may look like when
+#: presented: URL-safe characters only, bounded far above any issued value.
+OPAQUE_VALUE_PATTERN = r"^[A-Za-z0-9._~-]+$"
 CHALLENGE_ID_MAX_LENGTH = 128
-CHALLENGE_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+DEVICE_MAX_LENGTH = 512
+
+_DEVICE_DESCRIPTION = (
+    "The `device` value verify-otp returned to this client (body mode; browsers keep it as "
+    "an HTTP-only cookie): its own share of the address's send budget, untouched by "
+    "strangers."
+)
 
 __all__ = [
     "ErrorResponse",
@@ -45,6 +53,19 @@ class OTPRequest(BaseModel):
         description="E-mail address to send the code to.",
         examples=["user@example.com"],
     )
+    challenge_id: str | None = Field(
+        None,
+        max_length=CHALLENGE_ID_MAX_LENGTH,
+        pattern=OPAQUE_VALUE_PATTERN,
+        description="The `challenge_id` of this client's earlier request, to resend on the "
+        "same binding (the challenge cookie serves browsers). Optional.",
+    )
+    device: str | None = Field(
+        None,
+        max_length=DEVICE_MAX_LENGTH,
+        pattern=OPAQUE_VALUE_PATTERN,
+        description=_DEVICE_DESCRIPTION,
+    )
 
 
 class OTPVerify(BaseModel):
@@ -67,11 +88,17 @@ class OTPVerify(BaseModel):
     challenge_id: str | None = Field(
         None,
         max_length=CHALLENGE_ID_MAX_LENGTH,
-        pattern=CHALLENGE_ID_PATTERN,
+        pattern=OPAQUE_VALUE_PATTERN,
         description="The `challenge_id` request-otp returned: the guess is checked against "
         "that request's code only, under its own attempt budget. Without it (and without the "
         "challenge cookie) the guess is unbound: checked against the newest code under a "
         "separate, shared budget.",
+    )
+    device: str | None = Field(
+        None,
+        max_length=DEVICE_MAX_LENGTH,
+        pattern=OPAQUE_VALUE_PATTERN,
+        description=_DEVICE_DESCRIPTION,
     )
 
 
@@ -83,6 +110,12 @@ class TokenResponse(BaseModel):
     refresh_token: str | None = Field(
         None,
         description="Refresh token; present only when refresh_token_delivery is body or both.",
+    )
+    device: str | None = Field(
+        None,
+        description="This client's device allowance for the address; present only when "
+        "refresh_token_delivery is body (browsers get it as an HTTP-only cookie). Keep it "
+        "and send it with request-otp and verify-otp.",
     )
 
 

@@ -5,30 +5,32 @@ is only honoured for requests from the app's own site: ``Sec-Fetch-Site`` when t
 sends it, else ``Origin`` against the request's own origin and ``trusted_origins``. Tokens
 from the body cannot be attached by another site and need no such check.
 
-Also here: the challenge cookie, which carries request-otp's binding (``challenge_id``) to
-verify-otp in a browser, and the client address the send and guess limits are keyed by.
+Also here: the binding cookies, which carry request-otp's ``challenge_id`` and a logged-in
+client's device allowance between the auth endpoints in a browser, and the client address
+the send and guess limits are keyed by.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from fastapi import Request, Response
 
 from otpcore.service import Login
 from otpcore_fastapi.http_errors import CSRFRefused
-from otpcore_fastapi.schemas import CHALLENGE_ID_MAX_LENGTH, CHALLENGE_ID_PATTERN, TokenResponse
+from otpcore_fastapi.schemas import OPAQUE_VALUE_PATTERN, TokenResponse
 
 if TYPE_CHECKING:  # the config builds its transport: a runtime import would be circular
     from otpcore_fastapi.config import OTPAuthConfig
 
-__all__ = ["ChallengeCookie", "RefreshTransport", "client_address"]
+__all__ = ["BindingCookie", "RefreshTransport", "client_address"]
 
 # Fetch Metadata (W3C): "none" is a user-initiated navigation, e.g. a bookmark.
 _SAME_SITE_FETCH: Final = frozenset({"same-origin", "same-site", "none"})
 _DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
-_CHALLENGE_ID: Final = re.compile(CHALLENGE_ID_PATTERN)
+_OPAQUE: Final = re.compile(OPAQUE_VALUE_PATTERN)
 
 
 def client_address(request: Request) -> str | None:
@@ -150,6 +152,8 @@ class RefreshTransport:
             access_token=login.access_token,
             token_type=login.token_type,
             refresh_token=login.refresh_token if self.in_body else None,
+            # Browsers keep the device allowance as a cookie; body-only clients keep it here.
+            device=login.device if not self.in_cookie else None,
         )
 
     def clear(self, request: Request, response: Response, *, segments: int = 1) -> None:
@@ -172,31 +176,46 @@ class RefreshTransport:
             )
 
 
-class ChallengeCookie:
-    """Carries request-otp's ``challenge_id`` to verify-otp as an HTTP-only cookie.
+class BindingCookie:
+    """An HTTP-only cookie carrying an opaque value of the core's between auth endpoints.
 
-    Set in the ``cookie`` and ``both`` delivery modes (browser clients); clients in ``body``
-    mode send the ``challenge_id`` from request-otp's body instead. Same path, domain,
-    ``Secure`` and ``SameSite`` as the refresh cookie; it lives as long as a code.
+    Two are built from the settings: the challenge cookie (request-otp's ``challenge_id``,
+    read back by verify-otp and by a resend; lives as long as a code) and the device cookie
+    (:attr:`~otpcore.service.Login.device`, the allowance a client that has logged in keeps
+    for its address). Both are set only in the ``cookie`` and ``both`` delivery modes
+    (browser clients); ``body``-mode clients send the values in the JSON bodies instead. Same
+    path, domain, ``Secure`` and ``SameSite`` as the refresh cookie.
     """
 
-    __slots__ = ("_domain", "_max_age", "_name", "_path", "_samesite", "_secure", "enabled")
+    __slots__ = (
+        "_domain",
+        "_max_age",
+        "_max_length",
+        "_name",
+        "_path",
+        "_samesite",
+        "_secure",
+        "enabled",
+    )
 
-    def __init__(self, config: OTPAuthConfig) -> None:
+    def __init__(
+        self, config: OTPAuthConfig, *, name: str, max_age: timedelta, max_length: int
+    ) -> None:
         self.enabled = config.refresh_token_delivery in ("cookie", "both")
-        self._name = config.challenge_cookie_name
+        self._name = name
         self._path = config.cookie_path
         self._domain = config.cookie_domain
         self._secure = config.cookie_secure
         self._samesite = config.cookie_samesite
-        self._max_age = max(1, int(config.otp_expiry.total_seconds()))
+        self._max_age = max(1, int(max_age.total_seconds()))
+        self._max_length = max_length
 
-    def set(self, request: Request, response: Response, challenge_id: str) -> None:
-        """Hand the binding to the browser (in cookie and both modes)."""
+    def set(self, request: Request, response: Response, value: str) -> None:
+        """Hand the value to the browser (in cookie and both modes)."""
         if self.enabled:
             response.set_cookie(
                 self._name,
-                challenge_id,
+                value,
                 max_age=self._max_age,
                 path=_prefix_path(request, self._path),
                 domain=self._domain,
@@ -206,16 +225,16 @@ class ChallengeCookie:
             )
 
     def read(self, request: Request) -> str | None:
-        """The binding the browser presented; ``None`` without one or for a malformed one."""
+        """The value the browser presented; ``None`` without one or for a malformed one."""
         if not self.enabled:
             return None
         value = request.cookies.get(self._name)
-        if not value or len(value) > CHALLENGE_ID_MAX_LENGTH or not _CHALLENGE_ID.fullmatch(value):
+        if not value or len(value) > self._max_length or not _OPAQUE.fullmatch(value):
             return None
         return value
 
     def clear(self, request: Request, response: Response) -> None:
-        """Expire the cookie once its code is redeemed."""
+        """Expire the cookie, when the request presented it."""
         if self.enabled and self._name in request.cookies:
             response.delete_cookie(
                 self._name,

@@ -124,7 +124,7 @@ async def test_developer_mode_switched_on_later_is_announced(
     h = await make_harness()
     h.config.developer_mode = True
     response = await h.request_code()
-    assert response.json() == {"message": "Developer mode: OTP code is 000000"}
+    assert response.json()["message"] == "Developer mode: OTP code is 000000"
 
 
 async def test_an_explicit_revocation_source_serves_claims_without_a_router() -> None:

@@ -70,7 +70,11 @@ async def test_request_otp_answers_the_reference_message(
     h = await make_harness(refresh_token_delivery=delivery)
     response = await h.request_code()
     assert response.status_code == 200
-    assert response.json() == {"message": "OTP code has been sent to your email"}
+    # Issue 8 adds the binding to the reference's shape; the message is unchanged.
+    body = response.json()
+    assert set(body) == {"message", "challenge_id"}
+    assert body["message"] == "OTP code has been sent to your email"
+    assert body["challenge_id"]
     assert [email for email, _ in h.config.outbox] == [EMAIL]
 
 
@@ -86,6 +90,8 @@ async def test_verify_returns_the_reference_shape(
     expected = {"access_token", "token_type"} | (
         {"refresh_token"} if delivery != "cookie" else set()
     )
+    # Issue 8: body-only clients also get their device allowance (browsers: a cookie).
+    expected |= {"device"} if delivery == "body" else set()
     assert set(response.json()) == expected
     refresh_token_of(h, response)
 

@@ -187,7 +187,9 @@ async def test_the_quick_start_runs_the_whole_flow(
     async with http(quickstart.app) as client:
         requested = await client.post("/auth/request-otp", json={"email": EMAIL})
         assert requested.status_code == 200
-        assert requested.json() == {"message": "OTP code has been sent to your email"}
+        # Issue 8 adds the binding (challenge_id) to the reference's shape.
+        assert requested.json()["message"] == "OTP code has been sent to your email"
+        assert set(requested.json()) == {"message", "challenge_id"}
         code = printed_code(capsys, EMAIL)
         pending = await quickstart.database["users"].find_one({"email": EMAIL})
         assert re.fullmatch("[0-9a-f]{64}", pending["otp_code"])  # a hash, never the code

@@ -12,14 +12,19 @@ ERROR_REF = "#/components/schemas/ErrorResponse"
 UNPROCESSABLE_REF = "#/components/schemas/UnprocessableResponse"
 
 EXPECTED: dict[str, dict[str, set[str]]] = {
-    "/auth/request-otp": {"post": {"200", "422", "429", "404", "502", "503"}},
+    "/auth/request-otp": {"post": {"200", "422", "429", "404", "503"}},
     "/auth/verify-otp": {"post": {"200", "401", "404", "422", "429", "503"}},
     "/auth/refresh": {"post": {"200", "401", "403", "503"}},
     "/auth/logout": {"post": {"200", "403", "503"}},
     "/auth/logout-all": {"post": {"200", "401", "503"}},
 }
 #: Responses that cannot happen there: a deleted user's token is 401 token_invalid.
-NEVER: dict[str, set[str]] = {"/auth/refresh": {"404"}, "/auth/logout-all": {"404"}}
+NEVER: dict[str, set[str]] = {
+    "/auth/refresh": {"404"},
+    "/auth/logout-all": {"404"},
+    # Issue 8: request-otp answers before delivery, whose outcome it never reports.
+    "/auth/request-otp": {"502"},
+}
 
 
 async def openapi(make_harness: HarnessFactory, **settings: Any) -> dict[str, Any]:

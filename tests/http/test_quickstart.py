@@ -108,7 +108,9 @@ async def test_the_quick_start_runs_the_whole_flow(
 
     requested = await client.post("/auth/request-otp", json={"email": EMAIL})
     assert requested.status_code == 200
-    assert requested.json() == {"message": "OTP code has been sent to your email"}
+    # Issue 8 adds the binding (challenge_id) to the reference's shape.
+    assert requested.json()["message"] == "OTP code has been sent to your email"
+    assert set(requested.json()) == {"message", "challenge_id"}
     code = printed_code(capsys, EMAIL)
     assert len(code) == 6
 
@@ -183,3 +185,63 @@ async def test_the_new_user_fields_hook_lets_it_auto_create(
         token = verified.json()["access_token"]
         response = await http.get("/me", headers={"Authorization": f"Bearer {token}"})
         assert response.json() == {"username": "carol"}
+
+
+async def test_the_quick_start_and_its_create_all_support_abuse_protection(
+    quickstart: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8 on the verbatim models: binding, limits, device allowance, no early rows."""
+    from sqlalchemy import func, inspect, select
+
+    async with quickstart.engine.connect() as connection:
+        tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+    assert {"token_blacklist_challenges", "token_blacklist_limits"} <= tables
+    await sign_up(quickstart, EMAIL, "alice")
+
+    def client_at(ip: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=quickstart.app, client=(ip, 40_000))
+        return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+
+    async with client_at("198.51.100.1") as owner, client_at("203.0.113.9") as stranger:
+        requested = await owner.post("/auth/request-otp", json={"email": EMAIL})
+        assert requested.status_code == 200
+        assert requested.json()["challenge_id"] == owner.cookies["otp_challenge"]
+        code = printed_code(capsys, EMAIL)
+
+        # A stranger: 3 code requests and 20 wrong guesses, bound and unbound.
+        wrong = "000000" if code != "000000" else "111111"
+        for attempt in range(20):
+            if attempt in (0, 7, 14):
+                response = await stranger.post("/auth/request-otp", json={"email": EMAIL})
+                assert response.status_code in (200, 429)
+            if attempt % 2:
+                stranger.cookies.clear()
+            response = await stranger.post("/auth/verify-otp", json={"email": EMAIL, "code": wrong})
+            assert response.status_code in (401, 429)
+        capsys.readouterr()
+
+        verified = await owner.post("/auth/verify-otp", json={"email": EMAIL, "code": code})
+        assert verified.status_code == 200, verified.text
+        assert "otp_device" in owner.cookies
+        assert "otp_challenge" not in owner.cookies
+
+        # No user row before a verified login; the mailbox limit counts unknown addresses.
+        statuses = []
+        for index in range(7):
+            async with client_at(f"192.0.2.{index + 1}") as client:
+                response = await client.post(
+                    "/auth/request-otp", json={"email": f"new+{index}@example.com"}
+                )
+                statuses.append(response.status_code)
+        assert statuses[:5] == [200] * 5
+        assert statuses[5:] == [429, 429]
+    async with quickstart.async_session_maker() as session:
+        users = await session.scalar(select(func.count()).select_from(quickstart.User))
+        pending = await session.scalar(
+            select(func.count()).select_from(
+                quickstart.Base.metadata.tables["token_blacklist_challenges"]
+            )
+        )
+    assert users == 1
+    assert pending is not None
+    assert pending >= 7

@@ -2,11 +2,15 @@
 
 Current user: exactly one statement (revocations and the user in one query). Claims-only:
 none while the revocation mirror is fresh, one per worker per ``revocation_mirror_interval``.
+request-otp with ``auto_create_user = False``: the same statements for a known and an
+unknown address (issue 8), so the store's work reveals nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,15 @@ async def sql_app(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RecordingConfig, Counter]]:
     """An app over a SQLite file, a client, its config, and the statement counter."""
+    async with serve_sql(tmp_path, RecordingConfig()) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serve_sql(
+    tmp_path: Path, config: RecordingConfig
+) -> AsyncIterator[tuple[httpx.AsyncClient, RecordingConfig, Counter]]:
+    """Serve ``config`` over a SQLite file: a client, the config and the statement counter."""
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'otp.db'}")
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
@@ -61,7 +74,6 @@ async def sql_app(
     ) -> AsyncIterator[SQLAlchemyAdapter[User]]:
         yield SQLAlchemyAdapter(session, User, Blacklist)
 
-    config = RecordingConfig()
     app = FastAPI()
     app.include_router(get_auth_router(get_otp_db, config), prefix="/auth")
     current_user = Depends(get_current_user_dependency(get_otp_db, config))
@@ -145,3 +157,33 @@ async def test_revocation_is_enforced_on_sql_too(
     assert (await client.get("/me", headers=headers)).status_code == 401
     config.clock.advance(config.revocation_mirror_interval)
     assert (await client.get("/claims", headers=headers)).status_code == 401
+
+
+def shapes(statements: list[str]) -> list[str]:
+    """The statements with whitespace folded (their parameters are not part of the text)."""
+    return [" ".join(statement.split()) for statement in statements]
+
+
+async def test_request_otp_makes_the_same_statements_for_known_and_unknown_addresses(
+    tmp_path: Path,
+) -> None:
+    config = RecordingConfig()
+    async with serve_sql(tmp_path, config) as (client, _, counter):
+        await login(client, config)  # EMAIL is known: its first login created the user
+        config.auto_create_user = False
+        seen: dict[str, list[list[str]]] = {}
+        for email in (EMAIL, "nobody@example.com"):
+            client.cookies.clear()
+            config.clock.advance(timedelta(hours=2))
+            runs = seen.setdefault(email, [])
+            for _ in range(2):  # a first request, then a resend on the same binding
+                counter.reset()
+                response = await client.post("/auth/request-otp", json={"email": email})
+                runs.append(shapes(counter.statements))
+                runs[-1].append(str(response.status_code))
+        known, unknown = seen[EMAIL], seen["nobody@example.com"]
+        assert known[0][-1] == "200"
+        assert known[1][-1] == "429"  # the binding's cooldown, for both
+        assert known == unknown
+        assert [len(run) for run in known] == [len(run) for run in unknown]
+        assert [email for email, _ in config.outbox].count("nobody@example.com") == 0

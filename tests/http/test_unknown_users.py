@@ -10,8 +10,14 @@ STRANGER = "stranger@example.com"
 async def test_auto_create_is_the_default(make_harness: HarnessFactory) -> None:
     h = await make_harness()
     assert (await h.request_code(STRANGER)).status_code == 200
-    assert await h.memory.find_by_email(STRANGER) is not None
     assert [email for email, _ in h.config.outbox] == [STRANGER]
+    # Issue 8: no account before a verified login; the first verify creates it.
+    assert await h.memory.find_by_email(STRANGER) is None
+    verified = await h.client.post(
+        "/auth/verify-otp", json={"email": STRANGER, "code": h.config.last_code(STRANGER)}
+    )
+    assert verified.status_code == 200
+    assert await h.memory.find_by_email(STRANGER) is not None
 
 
 async def test_without_auto_create_unknown_and_known_get_the_same_answer(
@@ -22,7 +28,11 @@ async def test_without_auto_create_unknown_and_known_get_the_same_answer(
     known = await h.request_code(EMAIL)
     unknown = await h.request_code(STRANGER)
     assert known.status_code == unknown.status_code == 200
-    assert known.json() == unknown.json()
+    # Issue 8: both get a binding, of the same form; everything else is identical.
+    known_body, unknown_body = known.json(), unknown.json()
+    known_id, unknown_id = known_body.pop("challenge_id"), unknown_body.pop("challenge_id")
+    assert len(known_id) == len(unknown_id) > 0
+    assert known_body == unknown_body
     assert set(known.headers) == set(unknown.headers)
     assert [email for email, _ in h.config.outbox] == [EMAIL]
     assert await h.memory.find_by_email(STRANGER) is None
