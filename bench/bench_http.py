@@ -178,15 +178,22 @@ def wrk_command(
     return [*command, url]
 
 
+class WrkSocketErrors(RuntimeError):
+    """``wrk`` saw socket errors (often timeouts while a shared machine stalled): retryable."""
+
+
 def parse_wrk(output: str) -> float:
     """Requests per second from ``wrk``'s report.
 
     Raises:
-        RuntimeError: ``wrk`` saw non-2xx responses or socket errors (a refused token must
-            not pass for a fast route), or the report has no rate.
+        RuntimeError: ``wrk`` saw non-2xx responses (a refused token must not pass for a
+            fast route), or the report has no rate.
+        WrkSocketErrors: ``wrk`` saw socket errors.
     """
-    if "Non-2xx" in output or "Socket errors" in output:
+    if "Non-2xx" in output:
         raise RuntimeError(f"wrk saw errors:\n{output}")
+    if "Socket errors" in output:
+        raise WrkSocketErrors(f"wrk saw errors:\n{output}")
     match = _RATE.search(output)
     if match is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
@@ -201,6 +208,8 @@ def wrk(url: str, token: str | None, *, duration: int, connections: int, threads
     )  # fmt: skip
     try:
         return parse_wrk(result.stdout)
+    except WrkSocketErrors as exc:
+        raise WrkSocketErrors(f"{url}: {exc}") from None
     except RuntimeError as exc:
         raise RuntimeError(f"{url}: {exc}") from None
 

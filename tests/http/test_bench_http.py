@@ -12,7 +12,15 @@ import httpx
 import pytest
 
 from bench import bench_peers
-from bench.bench_http import ROOT, ROUTES, log_in, parse_wrk, serve, wrk_command
+from bench.bench_http import (
+    ROOT,
+    ROUTES,
+    WrkSocketErrors,
+    log_in,
+    parse_wrk,
+    serve,
+    wrk_command,
+)
 from bench.bench_peers import (
     APPS,
     COMPARISONS,
@@ -60,6 +68,18 @@ def test_wrk_reports_parse_to_requests_per_second() -> None:
 def test_a_wrk_report_with_refusals_or_socket_errors_fails_the_run(trouble: str) -> None:
     with pytest.raises(RuntimeError, match="wrk saw errors"):
         parse_wrk(WRK_REPORT.replace("Requests/sec", trouble + "Requests/sec"))
+
+
+def test_only_socket_errors_are_retryable() -> None:
+    stalled = WRK_REPORT.replace(
+        "Requests/sec", "  Socket errors: connect 0, read 0, write 0, timeout 32\nRequests/sec"
+    )
+    with pytest.raises(WrkSocketErrors):
+        parse_wrk(stalled)
+    refused = WRK_REPORT.replace("Requests/sec", "  Non-2xx or 3xx responses: 5\nRequests/sec")
+    with pytest.raises(RuntimeError) as raised:
+        parse_wrk(refused)
+    assert not isinstance(raised.value, WrkSocketErrors)
 
 
 def test_a_wrk_report_without_a_rate_fails_the_run() -> None:
