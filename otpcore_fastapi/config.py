@@ -116,8 +116,9 @@ class OTPAuthConfig(ABC):
     #: path, domain, ``Secure`` and ``SameSite`` as the refresh cookie.
     challenge_cookie_name: str = "otp_challenge"
     #: Cookie keeping a logged-in client's device allowance (its own share of the address's
-    #: send budget) in cookie and both modes, and how long it is kept.
+    #: send budget) in cookie and both modes.
     device_cookie_name: str = "otp_device"
+    #: How long the device cookie is kept (at most 400 days, browsers' cap).
     device_cookie_lifetime: timedelta = timedelta(days=365)
     #: Answer 404 for unknown e-mails instead of exactly as for known ones (reveals accounts).
     reveal_unknown_users: bool = False
