@@ -110,8 +110,8 @@ class Policy:
         access_lifetime: Access-token lifetime.
         refresh_lifetime: Lifetime of one refresh token; each refresh issues a new one.
         session_lifetime: Absolute session lifetime: no refresh extends a session past its
-            login plus this (NIST SP 800-63B rev 4 §2.2.3: reauthenticate at AAL1 at least
-            every 30 days).
+            login plus this (NIST SP 800-63B: at AAL1, reauthenticate at least every 30
+            days).
         idle_timeout: A session not refreshed for this long ends; ``None`` means
             ``refresh_lifetime`` (see :attr:`session_idle_timeout`).
         refresh_grace: How long after a refresh the token it replaced still yields the same
