@@ -365,10 +365,13 @@ async def test_cleanup_is_one_delete_statement_per_table(db: Database) -> None:
         with statements(db.engine) as seen:
             removed = await store.cleanup_blacklist()
     assert removed == 250
-    # Issue 10: ended and expired sessions are purged too, by one more DELETE.
-    assert len(seen) == 2
+    # Issue 10: ended and expired sessions are purged too, by one more DELETE; issue 8:
+    # expired pending challenges and limit counters, by one more each.
+    assert len(seen) == 4
     assert all(statement.lstrip().upper().startswith("DELETE") for statement in seen)
     assert "token_blacklist_sessions" in seen[1]
+    assert "token_blacklist_challenges" in seen[2]
+    assert "token_blacklist_limits" in seen[3]
 
 
 async def test_load_principal_is_one_statement(db: Database) -> None:

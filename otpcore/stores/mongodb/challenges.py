@@ -75,7 +75,10 @@ async def ensure_challenge_indexes(challenges: Any, *, ttl_index: bool) -> None:
     """The ``(subject, last_request_ms)`` index (a subject's newest code), the
     ``expires_ms`` index (the purge) and, when ``ttl_index``, the TTL index on
     ``expires_at``. Idempotent."""
-    await challenges.create_index([("subject", 1), ("last_request_ms", -1)])
+    # Walked backwards for the newest first; ties on the millisecond (rare, and few
+    # records per subject) are ordered by ``_id`` after it. Not ``_id`` in the index:
+    # nx-27017 then fails every query on the collection.
+    await challenges.create_index([("subject", 1), ("last_request_ms", 1)])
     await challenges.create_index("expires_ms")
     if ttl_index:
         await challenges.create_index("expires_at", expireAfterSeconds=0)

@@ -12,8 +12,10 @@ address to that form, so no account is lost or duplicated on first login.
 
 Databases already on otpcore need only the sessions table (issue 10):
 ``sql_script(dialect, sessions_only=True)`` (``python -m otpcore.stores.upgrade sqlite
---sessions``), idempotent; the full upgrade ends with the same statements. MongoDB needs
-nothing: the adapter creates the sessions collection's indexes itself.
+--sessions``), and the pending-challenge and limit-counter tables (issue 8):
+``sql_script(dialect, abuse_only=True)`` (``--abuse``); both idempotent, and the full
+upgrade ends with the same statements. MongoDB needs nothing: the adapter creates the new
+collections' indexes itself (``ensure_indexes``).
 
 Collisions (rows that normalize to one address) follow one rule, :func:`owner_order`: the
 verified row keeps the address, then the one that requested a code last, then the lowest
@@ -30,7 +32,12 @@ from typing import Literal
 __all__ = ["duplicate_marker", "owner_order", "sql_script"]
 
 
-def sql_script(dialect: Literal["sqlite", "postgresql"], *, sessions_only: bool = False) -> str:
+def sql_script(
+    dialect: Literal["sqlite", "postgresql"],
+    *,
+    sessions_only: bool = False,
+    abuse_only: bool = False,
+) -> str:
     """The upgrade script for ``dialect``, as text.
 
     Args:
@@ -38,6 +45,8 @@ def sql_script(dialect: Literal["sqlite", "postgresql"], *, sessions_only: bool 
         sessions_only: Only create the sessions table and its indexes (for databases
             already on otpcore); otherwise the whole upgrade from the reference, which
             ends with the same statements.
+        abuse_only: Only create the pending-challenge and limit-counter tables and their
+            indexes (issue 8; for databases already on otpcore).
 
     Raises:
         ValueError: ``dialect`` is neither ``"sqlite"`` nor ``"postgresql"``.
@@ -46,9 +55,13 @@ def sql_script(dialect: Literal["sqlite", "postgresql"], *, sessions_only: bool 
         raise ValueError(f"no upgrade script for {dialect!r}; use 'sqlite' or 'postgresql'")
     files = resources.files(__name__)
     sessions = files.joinpath(f"{dialect}-sessions.sql").read_text(encoding="utf-8")
-    if sessions_only:
-        return sessions
-    return files.joinpath(f"{dialect}.sql").read_text(encoding="utf-8") + "\n" + sessions
+    abuse = files.joinpath(f"{dialect}-abuse.sql").read_text(encoding="utf-8")
+    if sessions_only or abuse_only:
+        return "\n".join(
+            part for part, only in ((sessions, sessions_only), (abuse, abuse_only)) if only
+        )
+    reference = files.joinpath(f"{dialect}.sql").read_text(encoding="utf-8")
+    return "\n".join((reference, sessions, abuse))
 
 
 def duplicate_marker(user_id: object) -> str:
