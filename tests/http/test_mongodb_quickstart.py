@@ -191,8 +191,11 @@ async def test_the_quick_start_runs_the_whole_flow(
         assert requested.json()["message"] == "OTP code has been sent to your email"
         assert set(requested.json()) == {"message", "challenge_id"}
         code = printed_code(capsys, EMAIL)
-        pending = await quickstart.database["users"].find_one({"email": EMAIL})
-        assert re.fullmatch("[0-9a-f]{64}", pending["otp_code"])  # a hash, never the code
+        # Issue 8: the pending code lives on the requester's binding, in the collection
+        # named after the blacklist's, keyed by hashes (never the address or the code).
+        pending = await quickstart.database["token_blacklist_challenges"].find_one({})
+        assert re.fullmatch("[0-9a-f]{64}", pending["code_hash"])  # a hash, never the code
+        assert EMAIL not in str(pending)
 
         wrong = "1" * 6 if code != "1" * 6 else "2" * 6
         refused = await client.post("/auth/verify-otp", json={"email": EMAIL, "code": wrong})
