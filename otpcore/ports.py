@@ -232,7 +232,9 @@ class LimitStore(Protocol):
         ...
 
 
-class Store(AccountStore[U], RevocationStore, SessionStore, Protocol[U]):
+class Store(
+    AccountStore[U], RevocationStore, SessionStore, ChallengeStore, LimitStore, Protocol[U]
+):
     """Everything the service needs from one storage backend."""
 
 

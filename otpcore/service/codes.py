@@ -40,9 +40,9 @@ from otpcore.domain.events import (
 )
 from otpcore.domain.records import Account, ChallengeState, PendingChallenge
 from otpcore.observability.audit_log import mask_email
-from otpcore.ports import Store
+from otpcore.ports import LimitStore, Store
 from otpcore.service.context import Settings, emit
-from otpcore.service.limits import ChannelStore, channel, check_rate, failure_lock, send_limits
+from otpcore.service.limits import check_rate, failure_lock, send_limits
 from otpcore.service.results import CodeRequest, Login
 from otpcore.service.sessions import open_session
 
@@ -89,13 +89,12 @@ async def request_code(
     """Issue a code for ``email`` to the requester's binding; see :meth:`OTPAuth.request_code`."""
     email = normalize_email(email)
     now = s.clock()
-    codes = channel(store)
     secret = s.policy.secret
     subject = rules.subject_key(secret, email)
 
     binding: PendingChallenge | None = None
     if challenge_id:
-        found = await codes.find_challenge(rules.challenge_key(secret, challenge_id))
+        found = await store.find_challenge(rules.challenge_key(secret, challenge_id))
         if found is not None and found.subject == subject:
             binding = found
     if binding is None:
@@ -109,7 +108,7 @@ async def request_code(
     _raise_issue_refusal(s, email, outcome, now)
 
     await send_limits(
-        s, _limit_store(s, codes), email=email, subject=subject, ip=ip, device=device, now=now
+        s, _limit_store(s, store), email=email, subject=subject, ip=ip, device=device, now=now
     )
     account = await store.find_by_email(email)
     if account is None and not s.auto_create_user and s.reveal_unknown_users:
@@ -118,7 +117,7 @@ async def request_code(
 
     assert challenge_id is not None
     key = rules.challenge_key(secret, challenge_id)
-    issued = await _store_issued(s, codes, key, subject, binding, outcome, code_hash, now, email)
+    issued = await _store_issued(s, store, key, subject, binding, outcome, code_hash, now, email)
     user_id = account.user_id if account is not None else None
     emit(s, CodeRequested(at=now, email=email, user_id=user_id, outcome="issued"))
     if account is not None or s.auto_create_user:
@@ -151,7 +150,7 @@ def _raise_issue_refusal(
 
 async def _store_issued(
     s: Settings[Any],
-    codes: ChannelStore,
+    store: Store[Any],
     key: str,
     subject: str,
     binding: PendingChallenge | None,
@@ -164,7 +163,7 @@ async def _store_issued(
     assert isinstance(outcome, challenge.Issued)
     if binding is None:
         state = outcome.state
-        await codes.create_challenge(
+        await store.create_challenge(
             PendingChallenge(
                 id=key,
                 subject=subject,
@@ -175,14 +174,14 @@ async def _store_issued(
         return state
     for _ in range(s.max_retries):
         state = outcome.state
-        if await codes.update_challenge(
+        if await store.update_challenge(
             key,
             expected_version=binding.state.version,
             state=state,
             expires_at=challenge.keep_until(state, policy=s.policy),
         ):
             return state
-        reloaded = await codes.find_challenge(key)
+        reloaded = await store.find_challenge(key)
         if reloaded is None:
             raise ContentionError()
         binding = reloaded
@@ -194,8 +193,8 @@ async def _store_issued(
     raise ContentionError()
 
 
-def _limit_store(s: Settings[Any], codes: ChannelStore) -> Any:
-    return s.limit_store if s.limit_store is not None else codes
+def _limit_store(s: Settings[Any], store: Store[Any]) -> LimitStore:
+    return s.limit_store if s.limit_store is not None else store
 
 
 def _refused(
@@ -219,9 +218,8 @@ async def verify_code(
     """Redeem ``code`` for ``email``, opening a session; see :meth:`OTPAuth.verify_code`."""
     email = normalize_email(email)
     now = s.clock()
-    codes = channel(store)
     secret = s.policy.secret
-    limiter = _limit_store(s, codes)
+    limiter = _limit_store(s, store)
     if ip is not None and s.limits.verify_per_client is not None:
         await check_rate(
             s, limiter, "verify-client", rules.client_scope(ip), s.limits.verify_per_client, now
@@ -242,7 +240,7 @@ async def verify_code(
 
     lock_counted = False
     for _ in range(s.max_retries):
-        record = await (codes.find_challenge(key) if key else codes.newest_challenge(subject))
+        record = await (store.find_challenge(key) if key else store.newest_challenge(subject))
         if record is None or record.subject != subject:
             _refused(s, email, None, CodeInvalid(), now)
         before = record.state
@@ -267,7 +265,12 @@ async def verify_code(
             # counted before the guess is evaluated.
             await failure_lock(s, limiter, subject, now)
             lock_counted = True
-        if not await codes.update_challenge(
+        account = None
+        if isinstance(decision, challenge.Accepted):
+            # Before the code is spent: an account that cannot be created (a required column
+            # and no new_user_fields hook) leaves the code for another try.
+            account = await _account_for(s, store, email)
+        if not await store.update_challenge(
             record.id,
             expected_version=before.version,
             state=decision.state,
@@ -276,7 +279,9 @@ async def verify_code(
             continue
         if isinstance(decision, challenge.Rejected):
             _rejected(s, email, decision, now)
-        return await _log_in(s, store, email, subject, device_nonce, now, user_agent, ip)
+        if account is None:  # only a lucky guess on a code that was never sent
+            _refused(s, email, None, CodeInvalid(), now)
+        return await _log_in(s, store, account, subject, device_nonce, now, user_agent, ip)
     raise ContentionError()
 
 
@@ -299,24 +304,26 @@ def _rejected(
     raise CodeInvalid(remaining_attempts=remaining)
 
 
+async def _account_for(s: Settings[U], store: Store[U], email: str) -> Account[U] | None:
+    """The account a right code logs in: found, or created with ``auto_create_user``."""
+    account = await store.find_by_email(email)
+    if account is None and s.auto_create_user:
+        fields = s.new_user_fields(email) if s.new_user_fields is not None else {}
+        account = await store.create(email, fields)
+    return account
+
+
 async def _log_in(
     s: Settings[U],
     store: Store[U],
-    email: str,
+    account: Account[U],
     subject: str,
     device_nonce: str | None,
     now: datetime,
     user_agent: str | None,
     ip: str | None,
 ) -> Login[U]:
-    """The code was consumed: find or create the account, mark it verified, open a session."""
-    account = await store.find_by_email(email)
-    if account is None:
-        if not s.auto_create_user:
-            # Only a lucky guess on a code that was never sent gets here.
-            _refused(s, email, None, CodeInvalid(), now)
-        fields = s.new_user_fields(email) if s.new_user_fields is not None else {}
-        account = await store.create(email, fields)
+    """The code was consumed: mark the account verified, open a session."""
     account = await _mark_verified(s, store, account)
     login = await open_session(s, store, account, now=now, user_agent=user_agent, ip=ip)
     emit(s, LoginSucceeded(at=now, user_id=account.user_id, sid=login.sid))

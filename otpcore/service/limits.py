@@ -8,35 +8,14 @@ The rules (what is counted, under which key, how long to wait) are
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any
 
 from otpcore.domain import limits as rules
-from otpcore.domain.errors import AccountLocked, ConfigurationError, RateLimited
-from otpcore.ports import ChallengeStore, LimitStore, Store
+from otpcore.domain.errors import AccountLocked, RateLimited
+from otpcore.ports import LimitStore
 from otpcore.service.context import Settings
 
-__all__ = ["ChannelStore", "channel", "check_rate", "failure_lock", "send_limits"]
-
-U = TypeVar("U")
-
-
-class ChannelStore(ChallengeStore, LimitStore, Protocol):
-    """A store that keeps pending challenges and limit counters."""
-
-
-def channel(store: Store[Any]) -> ChannelStore:
-    """``store`` as a :class:`ChannelStore`, or a :class:`ConfigurationError` naming what
-    it lacks."""
-    missing = [
-        name
-        for name in ("create_challenge", "find_challenge", "newest_challenge", "update_challenge")
-        if not callable(getattr(store, name, None))
-    ]
-    if missing:
-        raise ConfigurationError(
-            f"{type(store).__name__} keeps no pending challenges (missing {', '.join(missing)})"
-        )
-    return cast(ChannelStore, store)
+__all__ = ["check_rate", "failure_lock", "send_limits"]
 
 
 async def check_rate(

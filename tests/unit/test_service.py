@@ -644,3 +644,24 @@ async def test_verify_starts_the_session_at_the_floored_millisecond() -> None:
     rotated = await h.auth.refresh(login.refresh_token)
     again = h.auth.codec.verify(rotated.access_token, kind="access", now=h.clock())
     assert again.auth_time == claims.auth_time  # a rotation keeps when the session began
+
+
+async def test_an_account_that_cannot_be_created_leaves_the_code_unspent() -> None:
+    # Issue 8: accounts are created by the first successful verify; if that fails (a
+    # required column without a new_user_fields hook), the code must survive for a retry.
+    calls: list[str] = []
+
+    def fields(email: str) -> Mapping[str, object]:
+        calls.append(email)
+        if len(calls) == 1:
+            raise ConfigurationError("username is required; set new_user_fields")
+        return {"username": "new"}
+
+    h = Harness(new_user_fields=fields)
+    request = await h.auth.request_code("new@example.com")
+    code = h.inbox.codes["new@example.com"]
+    with pytest.raises(ConfigurationError, match="new_user_fields"):
+        await h.auth.verify_code("new@example.com", code, challenge_id=request.challenge_id)
+    assert await h.store.find_by_email("new@example.com") is None
+    login = await h.auth.verify_code("new@example.com", code, challenge_id=request.challenge_id)
+    assert login.user.fields == {"username": "new"}
