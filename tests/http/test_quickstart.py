@@ -152,12 +152,22 @@ async def test_the_quick_start_runs_the_whole_flow(
 
 
 async def test_auto_creating_the_quick_start_user_names_the_hook_it_needs(
-    client: httpx.AsyncClient,
+    quickstart: ModuleType, client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The README's User has a required username no library can invent (the reference fails
-    # with an IntegrityError here); otpcore says which hook provides it.
+    # with an IntegrityError here); otpcore says which hook provides it. Issue 8: no user
+    # row before a verified login, so it is the right code's verify that needs the hook,
+    # and it fails before the code is spent.
+    email = "new@example.com"
+    assert (await client.post("/auth/request-otp", json={"email": email})).status_code == 200
+    code = printed_code(capsys, email)
     with pytest.raises(ConfigurationError, match="new_user_fields"):
-        await client.post("/auth/request-otp", json={"email": "new@example.com"})
+        await client.post("/auth/verify-otp", json={"email": email, "code": code})
+    async with quickstart.async_session_maker() as session:
+        assert await session.get(quickstart.User, 1) is None
+    quickstart.config.new_user_fields = lambda address: {"username": address.split("@")[0]}
+    verified = await client.post("/auth/verify-otp", json={"email": email, "code": code})
+    assert verified.status_code == 200, verified.text
 
 
 async def test_the_new_user_fields_hook_lets_it_auto_create(
