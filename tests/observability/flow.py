@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from otpcore import OTPAuth
-from otpcore.domain.errors import CodeInvalid, DeliveryError, OTPAuthError, RefreshReused
+from otpcore.domain.errors import CodeInvalid, OTPAuthError, RefreshReused
 from otpcore.ports import Store
 from otpcore.testing.contract import Backend
 
@@ -88,6 +88,6 @@ async def walk(
     await call("logout", carol.refresh_token)
     tokens += [carol.access_token, carol.refresh_token]
 
-    with pytest.raises(DeliveryError):
-        await call("request_code", BOUNCE)
+    # Issue 8: the request never waits for the mailer; the bounce is logged, not raised.
+    await call("request_code", BOUNCE)
     return Secrets(codes=[*inbox.handled, wrong], tokens=tokens)
