@@ -6,6 +6,7 @@ orchestrates it over the storage ports of :mod:`otpcore.ports`.
 
 from otpcore.domain.emails import InvalidEmail, normalize_email
 from otpcore.domain.errors import OTPAuthError
+from otpcore.domain.limits import Limits, Rate
 from otpcore.domain.policy import Policy
 from otpcore.service import CodeRequest, Login, OTPAuth, Principal, SessionView
 from otpcore.tokens import Claims, KeySet, SigningKey, VerificationKey
@@ -15,11 +16,13 @@ __all__ = [
     "CodeRequest",
     "InvalidEmail",
     "KeySet",
+    "Limits",
     "Login",
     "OTPAuth",
     "OTPAuthError",
     "Policy",
     "Principal",
+    "Rate",
     "SessionView",
     "SigningKey",
     "VerificationKey",
