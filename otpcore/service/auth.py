@@ -364,6 +364,6 @@ class OTPAuth(Generic[U]):
         await mirror.refresh_mirror(self._s, self.store, force=force)
 
     async def purge_expired(self) -> int:
-        """Delete expired revocations, and ended or expired sessions; the number of
-        revocations removed."""
+        """Delete expired revocations, ended or expired sessions, and pending challenges and
+        limit counters that no longer matter; the number of revocations removed."""
         return await require_store(self.store).purge_expired(self._s.clock())
