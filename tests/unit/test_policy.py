@@ -162,7 +162,7 @@ def test_leeway_in_range_accepted(seconds: int) -> None:
 
 @pytest.mark.parametrize("value", [timedelta(0), timedelta(seconds=-1)])
 def test_idle_timeout_must_be_positive(value: timedelta) -> None:
-    with pytest.raises(ValueError, match="^idle_timeout must be positive$"):
+    with pytest.raises(ValueError, match=r"^idle_timeout must be positive$"):
         make(idle_timeout=value)
 
 
