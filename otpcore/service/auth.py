@@ -303,11 +303,15 @@ class OTPAuth(Generic[U]):
         """
         return await sessions.list_sessions(self._s, require_store(self.store), access_token)
 
-    async def revoke_session(self, access_token: str, sid: str) -> None:
+    async def revoke_session(self, access_token: str, sid: str) -> bool:
         """End session ``sid`` of the token's user (the token's own session included).
 
         Its refresh token is refused from now on; its access tokens at once by
         :meth:`authenticate` and within ``mirror_interval`` by :meth:`authenticate_claims`.
+
+        Returns:
+            True when the session ended is the token's own (its ``sid``): a binding then
+            clears that session's refresh cookie.
 
         Raises:
             TokenInvalid, TokenExpired: The token does not verify, or its user is gone.
@@ -315,7 +319,7 @@ class OTPAuth(Generic[U]):
             SessionNotFound: ``sid`` is not an active session of this user (unknown,
                 ended, expired, or another user's: the answer is the same).
         """
-        await sessions.revoke_session(self._s, require_store(self.store), access_token, sid)
+        return await sessions.revoke_session(self._s, require_store(self.store), access_token, sid)
 
     async def revoke_other_sessions(self, access_token: str) -> int:
         """End every session of the token's user except the token's own; how many ended.

@@ -288,14 +288,16 @@ async def list_sessions(s: Settings[U], store: Store[U], access_token: str) -> l
     ]
 
 
-async def revoke_session(s: Settings[U], store: Store[U], access_token: str, sid: str) -> None:
-    """End one of the token's user's sessions; see :meth:`OTPAuth.revoke_session`."""
+async def revoke_session(s: Settings[U], store: Store[U], access_token: str, sid: str) -> bool:
+    """End one of the token's user's sessions; whether it was the token's own. See
+    :meth:`OTPAuth.revoke_session`."""
     now = s.clock()
     principal = await _principal(s, store, access_token, now, require_verified=False)
     user_id = principal.account.user_id
     if not await _end(s, store, user_id, now, only=sid):
         raise SessionNotFound()
     emit(s, LoggedOut(at=now, user_id=user_id, sid=sid))
+    return sid == principal.claims.sid
 
 
 async def revoke_other_sessions(s: Settings[U], store: Store[U], access_token: str) -> int:

@@ -295,7 +295,8 @@ class SessionContract:
                 with pytest.raises(SessionNotFound):
                     await bound.revoke_session(second.access_token, sid)
             await bound.authenticate(other.access_token)  # untouched
-            await bound.revoke_session(second.access_token, first.sid)
+            # Another of the caller's sessions: not its own, so False.
+            assert await bound.revoke_session(second.access_token, first.sid) is False
             with pytest.raises(SessionNotFound):
                 await bound.revoke_session(second.access_token, first.sid)
             with pytest.raises(TokenRevoked):

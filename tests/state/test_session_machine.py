@@ -295,7 +295,8 @@ class SessionMachine(RuleBasedStateMachine):
             return
         event(f"revoke one: {'own' if t.user == c.user else 'other user'}")
         if t.user == c.user and self.active(t):
-            assert result is None, result
+            # True exactly when the caller ended its own session (a binding clears its cookie).
+            assert result is (victim == caller), (result, victim, caller)
             t.ended = True
         else:
             assert isinstance(result, SessionNotFound), result

@@ -334,7 +334,7 @@ async def test_verify_records_the_client_truncated() -> None:
 async def test_revoking_the_current_session_ends_the_caller_too() -> None:
     h = host()
     login = await h.login()
-    await h.auth.revoke_session(login.access_token, login.sid)
+    assert await h.auth.revoke_session(login.access_token, login.sid) is True
     with pytest.raises(TokenRevoked):
         await h.auth.list_sessions(login.access_token)
     with pytest.raises(TokenRevoked):
