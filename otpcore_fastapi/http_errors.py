@@ -142,6 +142,9 @@ ERROR_TABLE: Final[Mapping[type[Exception], HTTPErrorSpec]] = MappingProxyType(
         errors.ContentionError: HTTPErrorSpec(
             E.BUSY, 429, _NONE, "Too many concurrent requests; retry."
         ),
+        errors.DeliveryBusy: HTTPErrorSpec(
+            E.BUSY, 429, _NONE, "Too many codes are waiting to be sent; retry shortly."
+        ),
         TokenMissing: HTTPErrorSpec(E.TOKEN_MISSING, 401, _CHALLENGE, "No token was presented."),
         errors.TokenInvalid: HTTPErrorSpec(
             E.TOKEN_INVALID, 401, _INVALID_TOKEN, "The token is invalid."

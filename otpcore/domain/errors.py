@@ -15,6 +15,7 @@ __all__ = [
     "CodeInvalid",
     "ConfigurationError",
     "ContentionError",
+    "DeliveryBusy",
     "DeliveryError",
     "OTPAuthError",
     "RateLimited",
@@ -171,6 +172,16 @@ class ContentionError(OTPAuthError):
 
     code = "busy"
     default_message = "Too many concurrent requests for this account. Please retry."
+
+
+class DeliveryBusy(OTPAuthError):
+    """The outbox is full: no code was issued; ask again shortly (``retry_after`` set).
+
+    Decided before the account lookup, so known and unknown addresses alike get it.
+    """
+
+    code = "busy"
+    default_message = "Too many codes are waiting to be sent. Please retry shortly."
 
 
 class DeliveryError(OTPAuthError):

@@ -10,6 +10,7 @@ __all__ = [
     "AuthEvent",
     "CodeRequested",
     "CodeSent",
+    "DeliveryFailed",
     "EventSink",
     "GuessFailed",
     "LoggedOut",
@@ -43,6 +44,23 @@ class CodeSent:
     at: datetime
     email: str
     user_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryFailed:
+    """The outbox gave a code up undelivered, or unconfirmed.
+
+    ``reason``: ``permanent`` (the server refused it, e.g. SMTP 5xx), ``expired`` (the code
+    expired while retries waited), ``unconfirmed`` (a timeout after DATA: it may have
+    arrived, and is never sent twice) or ``error`` (the mailer raised something else).
+    ``attempts`` counts the tries made. Nothing about the challenge changes.
+    """
+
+    at: datetime
+    email: str
+    user_id: str | None
+    reason: str
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +135,7 @@ class LoggedOutEverywhere:
 AuthEvent = (
     CodeRequested
     | CodeSent
+    | DeliveryFailed
     | GuessFailed
     | OTPLocked
     | LoginSucceeded

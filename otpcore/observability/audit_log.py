@@ -17,6 +17,7 @@ from typing import Final, TypeGuard
 
 from otpcore.domain.events import (
     AuthEvent,
+    DeliveryFailed,
     EventSink,
     GuessFailed,
     OTPLocked,
@@ -29,8 +30,9 @@ logger = logging.getLogger("otpcore")
 
 #: Text fields copied verbatim: identifiers and outcome names, never secrets.
 _SAFE_TEXT: Final = frozenset({"user_id", "sid", "outcome", "reason"})
-#: Worth a WARNING: someone may be guessing codes or replaying a stolen refresh token.
-_WARNING_EVENTS: Final = (GuessFailed, OTPLocked, RefreshReuseDetected)
+#: Worth a WARNING: someone may be guessing codes or replaying a stolen refresh token, or a
+#: code was not delivered.
+_WARNING_EVENTS: Final = (GuessFailed, OTPLocked, RefreshReuseDetected, DeliveryFailed)
 # Word boundaries in a class name: "RefreshRotated" -> "Refresh_Rotated", "OTPLocked" ->
 # "OTP_Locked" (an acronym stays one word).
 _CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

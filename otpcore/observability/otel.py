@@ -24,6 +24,7 @@ from otpcore.domain.events import (
     AuthEvent,
     CodeRequested,
     CodeSent,
+    DeliveryFailed,
     GuessFailed,
     LoggedOut,
     LoggedOutEverywhere,
@@ -49,6 +50,7 @@ COUNTERS: Final[Mapping[str, tuple[str, str]]] = {
     "otpcore.codes.requested": ("Code requests, by outcome", "{request}"),
     "otpcore.codes.sent": ("Codes the sender accepted", "{code}"),
     "otpcore.deliveries.failed": ("Codes the sender failed to deliver", "{code}"),
+    "otpcore.deliveries.given_up": ("Codes the outbox gave up, by reason", "{code}"),
     "otpcore.guesses.failed": ("Refused code guesses, by reason", "{guess}"),
     "otpcore.locks": ("Codes or accounts locked by failed guesses", "{lock}"),
     "otpcore.logins": ("Successful code verifications", "{login}"),
@@ -64,6 +66,8 @@ def _attributes(event: AuthEvent) -> tuple[str, Attributes] | None:
         return "otpcore.codes.requested", {"outcome": event.outcome}
     if isinstance(event, CodeSent):
         return "otpcore.codes.sent", {}
+    if isinstance(event, DeliveryFailed):
+        return "otpcore.deliveries.given_up", {"reason": event.reason}
     if isinstance(event, GuessFailed):
         return "otpcore.guesses.failed", {"reason": event.reason}
     if isinstance(event, OTPLocked):

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from otpcore.delivery import CallbackMailer, Mailer, Outbox, RetryPolicy
 from otpcore.domain.events import EventSink
 from otpcore.domain.limits import Limits
 from otpcore.domain.policy import Policy
@@ -24,6 +25,7 @@ from otpcore.service import codes, mirror, sessions
 from otpcore.service.context import (
     RevocationSource,
     Settings,
+    emit,
     new_token_id,
     require_store,
     utc_now,
@@ -51,7 +53,7 @@ class OTPAuth(Generic[U]):
         *,
         policy: Policy,
         store: Store[U] | None,
-        sender: Callable[[str, str], Awaitable[None]],
+        sender: Callable[[str, str], Awaitable[None]] | Mailer,
         keys: KeySet | None = None,
         clock: Callable[[], datetime] = utc_now,
         randbelow: Callable[[int], int] = secrets.randbelow,
@@ -66,6 +68,9 @@ class OTPAuth(Generic[U]):
         revocation_source: RevocationSource | None = None,
         limits: Limits | None = None,
         limit_store: LimitStore | None = None,
+        outbox_capacity: int = 1000,
+        outbox_concurrency: int = 4,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Configure the service.
 
@@ -73,7 +78,9 @@ class OTPAuth(Generic[U]):
             policy: Code, backoff and token settings.
             store: The storage handle this instance uses; ``None`` for an instance that only
                 ever gets stores through :meth:`with_store`.
-            sender: ``await sender(email, code)`` delivers a code.
+            sender: Delivers codes: a :class:`~otpcore.delivery.Mailer` (e.g.
+                ``TemplateMailer(SMTPSender(...), mail_from=...)``), or the reference's
+                ``async (email, code)`` callable. Either runs in the outbox, off the request.
             keys: Token keys; HS256 with ``policy.secret`` when omitted.
             clock: Returns the current aware-UTC time.
             randbelow: Random source for codes (``secrets.randbelow``).
@@ -92,13 +99,26 @@ class OTPAuth(Generic[U]):
                 default, :meth:`Limits.unlimited` turns them off).
             limit_store: Where limit counters live when not in ``store`` (e.g. Redis, for
                 counters on the server's clock).
+            outbox_capacity: Codes waiting for delivery at most; beyond it request_code
+                raises :class:`~otpcore.domain.errors.DeliveryBusy`.
+            outbox_concurrency: Deliveries running at once.
+            retry: When transient delivery failures are tried again.
         """
         if max_retries < 1:
             raise ValueError("max_retries must be at least 1")
+        mailer = sender if isinstance(sender, Mailer) else CallbackMailer(sender)
+        outbox = Outbox(
+            mailer,
+            capacity=outbox_capacity,
+            concurrency=outbox_concurrency,
+            retry=retry,
+            clock=clock,
+            emit=lambda event: emit(self._s, event),
+        )
         self._s: Settings[U] = Settings(
             policy=policy,
             codec=TokenCodec(keys or KeySet.symmetric(policy.secret), policy),
-            sender=sender,
+            outbox=outbox,
             clock=clock,
             randbelow=randbelow,
             new_id=new_id,
@@ -134,6 +154,11 @@ class OTPAuth(Generic[U]):
         return self._s.codec
 
     @property
+    def outbox(self) -> Outbox:
+        """This process's outbox: ``await auth.outbox.drain(timeout)`` at shutdown."""
+        return self._s.outbox
+
+    @property
     def mirror(self) -> RevocationMirror:
         """This process's revocation mirror."""
         return self._s.mirror
@@ -147,6 +172,7 @@ class OTPAuth(Generic[U]):
         ip: str | None = None,
         challenge_id: str | None = None,
         device: str | None = None,
+        accept_language: str | None = None,
     ) -> CodeRequest:
         """Issue a code for ``email`` bound to this requester, and start its delivery.
 
@@ -162,6 +188,7 @@ class OTPAuth(Generic[U]):
                 ``None`` skips that limit.
             challenge_id: The binding of an earlier request, to resend on it.
             device: The :attr:`Login.device` allowance this client holds for the address.
+            accept_language: The client's ``Accept-Language``, to choose the mail's locale.
 
         Returns:
             The binding (``challenge_id``), returned for unknown addresses too.
@@ -172,6 +199,7 @@ class OTPAuth(Generic[U]):
             CodeCooldown: This binding was sent a code too recently (``retry_after`` set).
             AccountLocked: Too many failures from clients without an allowance.
             UserNotFound: Unknown e-mail, only with ``reveal_unknown_users``.
+            DeliveryBusy: The outbox is full (any address); retry after ``retry_after``.
         """
         return await codes.request_code(
             self._s,
@@ -180,6 +208,7 @@ class OTPAuth(Generic[U]):
             ip=ip,
             challenge_id=challenge_id,
             device=device,
+            accept_language=accept_language,
         )
 
     async def verify_code(

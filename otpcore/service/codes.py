@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar, assert_never
 
+from otpcore.delivery import CodeMail
 from otpcore.domain import challenge
 from otpcore.domain import limits as rules
 from otpcore.domain.codes import generate_code, hash_code
@@ -33,13 +34,11 @@ from otpcore.domain.errors import (
 )
 from otpcore.domain.events import (
     CodeRequested,
-    CodeSent,
     GuessFailed,
     LoginSucceeded,
     OTPLocked,
 )
 from otpcore.domain.records import Account, ChallengeState, PendingChallenge
-from otpcore.observability.audit_log import mask_email
 from otpcore.ports import LimitStore, Store
 from otpcore.service.context import Settings, emit
 from otpcore.service.limits import check_rate, failure_lock, send_limits
@@ -57,26 +56,6 @@ def _seconds(delta: Any) -> int:
     return max(0, int(delta.total_seconds()))
 
 
-async def _deliver(s: Settings[Any], email: str, code: str, user_id: str | None) -> None:
-    now = s.clock()
-    try:
-        await s.sender(email, code)
-    except Exception as exc:
-        # The requester was answered already; a failure is for the operator, masked, and
-        # never changes the challenge (that would tell a known address from an unknown one).
-        logger.warning(
-            "otpcore: delivering a code to %s failed (%s)", mask_email(email), type(exc).__name__
-        )
-        return
-    emit(s, CodeSent(at=now, email=email, user_id=user_id))
-
-
-def _start_delivery(s: Settings[Any], email: str, code: str, user_id: str | None) -> None:
-    task = asyncio.get_running_loop().create_task(_deliver(s, email, code, user_id))
-    s.deliveries.add(task)
-    task.add_done_callback(s.deliveries.discard)
-
-
 async def request_code(
     s: Settings[U],
     store: Store[U],
@@ -85,6 +64,7 @@ async def request_code(
     ip: str | None = None,
     challenge_id: str | None = None,
     device: str | None = None,
+    accept_language: str | None = None,
 ) -> CodeRequest:
     """Issue a code for ``email`` to the requester's binding; see :meth:`OTPAuth.request_code`."""
     email = normalize_email(email)
@@ -107,21 +87,34 @@ async def request_code(
     outcome = challenge.request_code(before, code_hash=code_hash, now=now, policy=s.policy)
     _raise_issue_refusal(s, email, outcome, now)
 
-    await send_limits(
-        s, _limit_store(s, store), email=email, subject=subject, ip=ip, device=device, now=now
-    )
-    account = await store.find_by_email(email)
-    if account is None and not s.auto_create_user and s.reveal_unknown_users:
-        emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
-        raise UserNotFound()
+    # An outbox slot before the account lookup: a full outbox refuses every address alike.
+    with s.outbox.reserve() as ticket:
+        await send_limits(
+            s, _limit_store(s, store), email=email, subject=subject, ip=ip, device=device, now=now
+        )
+        account = await store.find_by_email(email)
+        if account is None and not s.auto_create_user and s.reveal_unknown_users:
+            emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
+            raise UserNotFound()
 
-    assert challenge_id is not None
-    key = rules.challenge_key(secret, challenge_id)
-    issued = await _store_issued(s, store, key, subject, binding, outcome, code_hash, now, email)
-    user_id = account.user_id if account is not None else None
-    emit(s, CodeRequested(at=now, email=email, user_id=user_id, outcome="issued"))
-    if account is not None or s.auto_create_user:
-        _start_delivery(s, email, code, user_id)
+        assert challenge_id is not None
+        key = rules.challenge_key(secret, challenge_id)
+        issued = await _store_issued(
+            s, store, key, subject, binding, outcome, code_hash, now, email
+        )
+        user_id = account.user_id if account is not None else None
+        emit(s, CodeRequested(at=now, email=email, user_id=user_id, outcome="issued"))
+        if account is not None or s.auto_create_user:
+            ticket.submit(
+                CodeMail(
+                    email=email,
+                    code=code,
+                    expires_at=now + s.policy.code_lifetime,
+                    user_id=user_id,
+                    binding=key,
+                    accept_language=accept_language,
+                )
+            )
     # Let the delivery task start: an in-process sender that does no I/O has delivered by
     # the time the caller answers, and a slow mailer is never waited for.
     await asyncio.sleep(0)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from otpcore.delivery import Outbox
 from otpcore.domain.errors import ConfigurationError
 from otpcore.domain.events import AuthEvent, EventSink
 from otpcore.domain.limits import Limits
@@ -46,7 +47,8 @@ class Settings(Generic[U]):
 
     policy: Policy
     codec: TokenCodec
-    sender: Callable[[str, str], Awaitable[None]]
+    #: Where codes go: a bounded in-memory queue with its own delivery tasks.
+    outbox: Outbox
     clock: Callable[[], datetime]
     randbelow: Callable[[int], int]
     new_id: Callable[[], str]
@@ -61,8 +63,6 @@ class Settings(Generic[U]):
     revocation_source: RevocationSource | None
     limits: Limits = field(default_factory=Limits)
     limit_store: LimitStore | None = None
-    #: Deliveries in flight: the request never waits for them; kept so none is collected.
-    deliveries: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def require_store(store: Store[U] | None) -> Store[U]:

@@ -64,7 +64,10 @@ async def test_a_real_flow_logs_every_event_without_codes_tokens_or_emails(
     assert "email=a***@example.com" in first.getMessage()
     assert fields["at"] == "2026-01-01T12:00:00+00:00"
     warnings = {vars(r)["auth_event"] for r in audit if r.levelno == logging.WARNING}
-    assert warnings == {"guess_failed", "otp_locked", "refresh_reuse_detected"}
+    # Issue 9: the bounced delivery is given up as a DeliveryFailed event, at WARNING too.
+    assert warnings == {"guess_failed", "otp_locked", "refresh_reuse_detected", "delivery_failed"}
+    [failed] = [r for r in audit if vars(r)["auth_event"] == "delivery_failed"]
+    assert (vars(failed)["reason"], vars(failed)["attempts"]) == ("permanent", 1)
     assert all(isinstance(getattr(r, "user_id", ""), str | None) for r in audit)
 
 

@@ -81,6 +81,8 @@ async def test_flow_counts_events_and_times_every_store_call(
     assert _count(points, "otpcore.codes.requested", outcome="issued") == 4
     assert _count(points, "otpcore.codes.sent") == 3
     assert _count(points, "otpcore.deliveries.failed", **{"error.type": "ConnectionError"}) == 1
+    # Issue 9: the outbox gives that delivery up (not retried) and the event is counted.
+    assert _count(points, "otpcore.deliveries.given_up", reason="permanent") == 1
     assert _count(points, "otpcore.guesses.failed", reason="otp_invalid") == 3
     assert _count(points, "otpcore.locks") == 1
     assert _count(points, "otpcore.logins") == 2
