@@ -1,7 +1,8 @@
 """Login flows over real HTTP: otpcore's wirings beside the reference library and a baseline.
 
 Run: python bench/run.py flows [--quick]   or   python -m bench.bench_flows [--rounds 5]
-     [--flows 300] [--concurrency 10] [--baseline <commit>] [--no-profile] [--quick]
+     [--flows 300] [--concurrency 10] [--baseline <commit>] [--current <commit>]
+     [--no-profile] [--quick]
 
 A flow is one user logging in and out again: request-otp -> the code (read from the server's
 standard output, where the apps' README ``send_otp`` prints it) -> verify-otp -> a
@@ -28,6 +29,8 @@ The wirings, all in one run (the apps are in ``bench/flow_apps/``):
 - ``reference``: fastapi-otp-authentication 0.2.0 on its README wiring (SQLite through plain
   ``create_async_engine``), from ``bench/.venv-reference``, a Python 3.12 venv this script
   makes (pyenv's 3.12);
+- ``otpcore`` is this checkout as it is (uncommitted edits included), or ``--current <commit>``
+  installed like the baseline, into ``bench/.venv-current``;
 - ``baseline <wiring>``: each otpcore wiring again, at ``--baseline`` (a commit, default
   :data:`DEFAULT_BASELINE`), checked out in a git worktree (``bench/.venv-baseline/src``)
   and installed with ``pip install -e <worktree>[all]`` into ``bench/.venv-baseline``.
@@ -58,8 +61,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +72,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOW_APPS = ROOT / "bench" / "flow_apps"
 REFERENCE_VENV = ROOT / "bench" / ".venv-reference"
 BASELINE_VENV = ROOT / "bench" / ".venv-baseline"
+#: Where ``--current <commit>`` installs the commit measured as "otpcore".
+CURRENT_VENV = ROOT / "bench" / ".venv-current"
 #: The project's commit before the issue-13 work (HEAD when the benchmark was written).
 DEFAULT_BASELINE = "07ea6731ce746dc676554b353f69fbf25ee9898b"
 REFERENCE_REQUIREMENTS = ("fastapi-otp-authentication[sqlalchemy]==0.2.0", "aiosqlite", "uvicorn")
@@ -139,15 +144,16 @@ def ensure_reference_venv() -> Path:
     return REFERENCE_VENV / "bin" / "python"
 
 
-def ensure_baseline_venv(commit: str) -> Path:
-    """``bench/.venv-baseline``: ``commit`` in a worktree, installed editable; its interpreter."""
+def ensure_worktree_venv(commit: str, venv: Path = BASELINE_VENV) -> Path:
+    """``venv`` with ``commit`` checked out in ``venv/src`` (a git worktree) and installed
+    editable; its interpreter."""
     resolved = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{commit}^{{commit}}"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    tree = BASELINE_VENV / "src"
+    tree = venv / "src"
     if not (tree / ".git").exists():
-        BASELINE_VENV.mkdir(parents=True, exist_ok=True)
+        venv.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), resolved],
             check=True,
@@ -155,9 +161,9 @@ def ensure_baseline_venv(commit: str) -> Path:
     else:
         subprocess.run(["git", "-C", str(tree), "checkout", "--quiet", "--detach", resolved],
                        check=True)  # fmt: skip
-    _install(BASELINE_VENV, sys.executable, ["-e", f"{tree}[all]"], pins())
-    (BASELINE_VENV / "commit").write_text(resolved + "\n")
-    return BASELINE_VENV / "bin" / "python"
+    _install(venv, sys.executable, ["-e", f"{tree}[all]"], pins())
+    (venv / "commit").write_text(resolved + "\n")
+    return venv / "bin" / "python"
 
 
 # -- servers --------------------------------------------------------------------------------
@@ -393,29 +399,40 @@ def _median_ms(rounds: Sequence[Round], step: str, fraction: float) -> float:
 # -- the run --------------------------------------------------------------------------------
 
 
-@contextmanager
-def databases(label: str, store: str, scratch: Path) -> Iterator[dict[str, str]]:
-    """The environment pointing a server at a new database for ``store``."""
+@asynccontextmanager
+async def databases(label: str, store: str, scratch: Path) -> AsyncIterator[dict[str, str]]:
+    """The environment pointing a server at a new database for ``store`` (dropped after)."""
     if store in ("readme-sqlite", "sqlite-wal"):
         yield {"BENCH_DATABASE_URL": f"sqlite+aiosqlite:///{scratch / (label + '.db')}"}
     elif store == "postgres":
-        from bench.bench_http import postgres_database
+        import asyncpg  # type: ignore[import-untyped]
+        from sqlalchemy.engine import make_url
 
-        with postgres_database(os.environ["OTPCORE_POSTGRES_URL"]) as url:
-            yield {"BENCH_DATABASE_URL": url}
+        server = make_url(os.environ["OTPCORE_POSTGRES_URL"]).set(drivername="postgresql")
+        name = f"otpcore_flows_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(server.render_as_string(hide_password=False))
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            url = server.set(drivername="postgresql+asyncpg", database=name)
+            yield {"BENCH_DATABASE_URL": url.render_as_string(hide_password=False)}
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
     else:
-        import pymongo
+        from pymongo import AsyncMongoClient
 
         uri, name = os.environ["MONGODB_URI"], f"otpcore_flows_{uuid.uuid4().hex[:12]}"
         try:
             yield {"BENCH_DATABASE_URL": uri, "BENCH_MONGO_DB": name}
         finally:
-            client: pymongo.MongoClient[dict[str, object]]
-            with pymongo.MongoClient(uri) as client:
-                client.drop_database(name)
+            client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
+            try:
+                await client.drop_database(name)
+            finally:
+                await client.close()
 
 
-def wirings(*, baseline: str | None, reference: bool) -> list[Wiring]:
+def wirings(*, baseline: str | None, reference: bool, current: str | None = None) -> list[Wiring]:
     """What this run measures (PostgreSQL and MongoDB only when their servers are set)."""
     stores = [
         s
@@ -423,8 +440,10 @@ def wirings(*, baseline: str | None, reference: bool) -> list[Wiring]:
         if (s != "postgres" or os.environ.get("OTPCORE_POSTGRES_URL"))
         and (s != "mongodb" or os.environ.get("MONGODB_URI"))
     ]
-    python = Path(sys.executable)
-    chosen = [Wiring(f"otpcore {s}", python, "otpcore_app", s, "otpcore", ROOT) for s in stores]
+    python, root = Path(sys.executable), ROOT
+    if current is not None:  # a commit instead of this checkout (with its uncommitted edits)
+        python, root = ensure_worktree_venv(current, CURRENT_VENV), CURRENT_VENV / "src"
+    chosen = [Wiring(f"otpcore {s}", python, "otpcore_app", s, "otpcore", root) for s in stores]
     if reference:
         chosen.append(
             Wiring(
@@ -437,7 +456,7 @@ def wirings(*, baseline: str | None, reference: bool) -> list[Wiring]:
             )
         )
     if baseline is not None:
-        base = ensure_baseline_venv(baseline)
+        base = ensure_worktree_venv(baseline)
         tree = BASELINE_VENV / "src"
         chosen += [Wiring(f"baseline {s}", base, "otpcore_app", s, "otpcore", tree) for s in stores]
     return chosen
@@ -452,9 +471,13 @@ async def measure(
     secret = secrets.token_hex(32)
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="otpcore-flows-")))
-        envs = {w.label: stack.enter_context(databases(w.label.replace(" ", "-"), w.store, scratch))
-                for w in chosen}  # fmt: skip
         async with AsyncExitStack() as servers:
+            envs = {
+                w.label: await servers.enter_async_context(
+                    databases(w.label.replace(" ", "-"), w.store, scratch)
+                )
+                for w in chosen
+            }
             running = {}
             for w in chosen:
                 env = {**envs[w.label], "BENCH_SECRET": secret}
@@ -492,6 +515,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=10, help="flows at once (10)")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="commit to compare with")
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline")
+    parser.add_argument(
+        "--current", default=None, help="measure this commit as otpcore (default: this checkout)"
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip the reference")
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
     parser.add_argument("--profile-flows", type=int, default=100, help="flows profiled (100)")
@@ -501,12 +527,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.rounds, args.flows, args.profile_flows = 2, 60, 30
     chosen = wirings(
-        baseline=None if args.no_baseline else args.baseline, reference=not args.no_reference
+        baseline=None if args.no_baseline else args.baseline,
+        reference=not args.no_reference,
+        current=args.current,
     )
     print(
         f"Login flows over HTTP: 1 uvicorn worker each, {args.concurrency} concurrent flows, "
         f"{args.flows} flows x {args.rounds} rounds (wirings taking turns); baseline "
-        f"{'none' if args.no_baseline else args.baseline}",
+        f"{'none' if args.no_baseline else args.baseline}; otpcore "
+        f"{args.current or 'this checkout, uncommitted edits included'}",
         flush=True,
     )
     results = asyncio.run(

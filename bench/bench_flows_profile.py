@@ -188,7 +188,7 @@ async def profile_all(chosen: Sequence[Wiring], *, flows: int, concurrency: int)
     with tempfile.TemporaryDirectory(prefix="otpcore-flows-profile-") as directory:
         scratch = Path(directory)
         for wiring in chosen:
-            with databases(wiring.label.replace(" ", "-"), wiring.store, scratch) as env:
+            async with databases(wiring.label.replace(" ", "-"), wiring.store, scratch) as env:
                 lines = await profile_one(
                     wiring, {**env, "BENCH_SECRET": secret}, scratch,
                     flows=flows, concurrency=concurrency,

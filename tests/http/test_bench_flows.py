@@ -1,0 +1,169 @@
+"""The flow benchmark's plumbing (bench/bench_flows.py, bench/bench_flows_profile.py): flows run
+over HTTP on the README wiring and the recommended engine, each from its own client address
+(more flows than the per-client send limit allows from one address all pass), the profiling
+mode counts per step, a server running other code than meant is refused, and the report's
+arithmetic; no venv is built and no pip is run."""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench import run
+from bench.bench_flows import (
+    FLOW_APPS,
+    ROOT,
+    STEPS,
+    Round,
+    Wiring,
+    next_address,
+    percentile,
+    pins,
+    run_round,
+    serve,
+    server_command,
+    summarize,
+    table,
+)
+from bench.bench_flows_profile import bucket, parse_strace, step_table
+
+pytestmark = pytest.mark.bench
+
+SECRET = "b" * 64
+
+
+def otpcore(store: str, library_root: Path = ROOT) -> Wiring:
+    python = Path(sys.executable)
+    return Wiring(f"otpcore {store}", python, "otpcore_app", store, "otpcore", library_root)
+
+
+def env(tmp_path: Path, **more: str) -> dict[str, str]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'flows.db'}"
+    return {"BENCH_DATABASE_URL": url, "BENCH_SECRET": SECRET, **more}
+
+
+@pytest.mark.parametrize("store", ["readme-sqlite", "sqlite-wal"])
+async def test_more_flows_than_one_clients_send_limit_all_log_in_and_out(
+    tmp_path: Path, store: str
+) -> None:
+    # The per-client send limit is 25 codes per 5 minutes: 30 flows from one address would
+    # meet a 429 (the round fails); each flow comes from its own loopback address instead.
+    async with serve(otpcore(store), env(tmp_path), tmp_path) as server:
+        result = await run_round(server, 30, 5, httpx.create_ssl_context())
+    assert result.flows == 30
+    assert result.rate > 0
+    assert {step: len(times) for step, times in result.steps.items()} == dict.fromkeys(STEPS, 30)
+
+
+async def test_the_profiling_mode_counts_statements_and_transactions_per_step(
+    tmp_path: Path,
+) -> None:
+    async with serve(otpcore("sqlite-wal"), env(tmp_path, BENCH_PROFILE="1"), tmp_path) as server:
+        await run_round(server, 2, 2, httpx.create_ssl_context())
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            stats = (await client.get("/_bench/stats")).json()
+            assert (await client.post("/_bench/reset")).status_code == 200
+            assert (await client.get("/_bench/stats")).json() == {}
+    for step in STEPS[2:] + STEPS[:1]:  # every server step, not the code's delivery
+        assert stats[step]["requests"] == 2
+        assert stats[step]["statements"] >= 2
+        assert stats[step]["checkouts"] >= 2
+        assert stats[step]["hops"] > stats[step]["statements"]  # aiosqlite's trips
+    assert stats["verify-otp"]["commits"] >= 2
+    assert any(key.startswith("sql:") for key in stats["verify-otp"])
+    lines = step_table(stats)
+    assert lines[-1].split()[0] == "flow"
+
+
+async def test_without_the_profiling_mode_there_are_no_counters(tmp_path: Path) -> None:
+    async with (
+        serve(otpcore("readme-sqlite"), env(tmp_path), tmp_path) as server,
+        httpx.AsyncClient(base_url=server.base_url) as client,
+    ):
+        assert (await client.get("/_bench/stats")).status_code == 404
+        info = (await client.get("/_bench/info")).json()
+    assert Path(info["file"]).is_relative_to(ROOT / "otpcore")
+
+
+async def test_a_server_running_another_checkouts_code_is_refused(tmp_path: Path) -> None:
+    # The baseline's server must import the worktree's otpcore, never this checkout's.
+    elsewhere = otpcore("readme-sqlite", library_root=tmp_path / "worktree")
+    with pytest.raises(RuntimeError, match="not "):
+        async with serve(elsewhere, env(tmp_path), tmp_path):
+            pass
+
+
+def test_the_server_imports_apps_from_flow_apps_only() -> None:
+    command = server_command(otpcore("sqlite-wal"), 8000)
+    assert command[command.index("--app-dir") + 1] == str(FLOW_APPS)
+    assert "otpcore_app:make_app" in command
+    assert command[command.index("--workers") + 1] == "1"
+
+
+def test_every_flow_gets_its_own_loopback_address() -> None:
+    addresses = [next_address() for _ in range(70_000)]
+    assert len(set(addresses)) == len(addresses)
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network("127.0.0.0/8") for a in addresses)
+    assert not any(a.endswith((".0", ".255")) for a in addresses)
+
+
+def test_percentiles_and_medians_of_rounds() -> None:
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+    assert percentile([float(n) for n in range(1, 101)], 0.95) == 95.0
+    steps = {step: [0.010] * 19 + [0.100] for step in STEPS}
+    rounds = [Round(10, seconds, steps) for seconds in (1.0, 2.0, 4.0)]
+    summary = summarize(rounds)
+    assert summary.rate == 5.0
+    assert (summary.low, summary.high) == (2.5, 10.0)
+    assert summary.p50["verify-otp"] == pytest.approx(10.0)
+    assert summary.p95["verify-otp"] == pytest.approx(10.0)  # 19 of 20 at 10 ms
+    row = table({"reference": summary, "otpcore x": summarize(rounds[:1])})[2]
+    assert row.split()[:5] == ["otpcore", "x", "10.0", "10.0-10.0", "2.00"]
+
+
+def test_strace_output_is_counted_within_the_window() -> None:
+    text = "\n".join(
+        [
+            "101 1000.500000 fdatasync(5) = 0 <0.002000>",
+            "[pid   102] 1001.000000 fsync(6) = 0 <0.001000>",
+            "103 1001.100000 clock_nanosleep(CLOCK_REALTIME, 0, {tv_sec=0}, <unfinished ...>",
+            "103 1001.200000 <... clock_nanosleep resumed>NULL) = 0 <0.010000>",
+            "101 1003.000000 fsync(5) = 0 <0.004000>",  # after the window
+        ]
+    )
+    found = parse_strace(text, 1000.0, 1002.0)
+    assert {name: calls for name, (calls, _) in found.items()} == {
+        "fdatasync": 1,
+        "fsync": 1,
+        "clock_nanosleep": 1,
+    }
+    assert found["fdatasync"][1] == pytest.approx(0.002)
+    assert found["clock_nanosleep"][1] == pytest.approx(0.010)
+
+
+def test_profile_buckets_by_package() -> None:
+    site = "/x/lib/python3.11/site-packages"
+    assert bucket(f"{site}/sqlalchemy/orm/session.py") == "sqlalchemy"
+    assert bucket("/work/otpcore/service/auth.py") == "otpcore"
+    assert bucket("/work/otpcore_fastapi/router.py") == "otpcore_fastapi"
+    assert bucket("/usr/lib/python3.11/asyncio/base_events.py") == "stdlib asyncio"
+    assert bucket("~").startswith("builtins")
+
+
+def test_the_venvs_pin_the_projects_versions_but_never_otpcore_itself() -> None:
+    pinned = dict(pin.split("==") for pin in pins())
+    assert "otpcore" not in pinned
+    assert {"fastapi", "sqlalchemy", "uvicorn"} <= pinned.keys()
+    assert [pin.split("==")[0] for pin in pins(["FastAPI", "no-such-package"])] == ["fastapi"]
+
+
+def test_one_command_runs_the_flows_suite_and_passes_it_its_options() -> None:
+    run_py = Path(run.__file__).read_text()
+    suites = ast.literal_eval(run_py.split("SUITES = ", 1)[1].split("\n", 1)[0])
+    assert "flows" in suites
+    assert run.main(["core", "flows", "--quick"]) == 2  # options for two suites: refused
