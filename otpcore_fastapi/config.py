@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -20,11 +20,13 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from otpcore.delivery import MessageSender
 from otpcore.domain.errors import ConfigurationError
 from otpcore.domain.policy import HMAC_MIN_BYTES, Policy, check_secret
 from otpcore.ports import RevocationStore
 from otpcore.service import OTPAuth
 from otpcore.tokens import KeySet, SigningKey, VerificationKey
+from otpcore_fastapi.mail import build_mailer, outbox_options
 from otpcore_fastapi.schemas import CHALLENGE_ID_MAX_LENGTH, DEVICE_MAX_LENGTH
 from otpcore_fastapi.settings import build_limits, check_cookie_settings
 from otpcore_fastapi.store_source import StoreSource, current_request
@@ -169,6 +171,36 @@ class OTPAuthConfig(ABC):
     #: Window of ``verify_limit_per_client``.
     verify_limit_per_client_window: timedelta = timedelta(minutes=5)
 
+    # -- delivery: an overridden send_otp wins over all of these (docs/delivery.md) ----------
+    #: ``smtp://[user@]host[:port]`` (STARTTLS required; none to a loopback host) or ``smtps://``.
+    smtp_url: str | None = None
+    #: SMTP AUTH password (else the URL's); read it from the environment.
+    smtp_password: str | None = None
+    #: Longest one SMTP command (or connecting) may take.
+    smtp_timeout: timedelta = timedelta(seconds=10)
+    #: Any ``otpcore.delivery`` message sender (e.g. ``ConsoleSender()``) instead of ``smtp_url``.
+    mail_sender: MessageSender | None = None
+    #: ``From`` of the code e-mails, e.g. ``"Example <login@example.com>"``; required to send.
+    mail_from: str | None = None
+    #: Subject line, a ``string.Template`` (``$code``, ``$app_name``, …); ``None``: the template's.
+    mail_subject: str | None = None
+    #: How the e-mails name the application (``$app_name``).
+    mail_app_name: str = "your account"
+    #: Directory of template overrides: ``body.html`` for every locale, ``de/body.html`` for one.
+    mail_templates_dir: str | None = None
+    #: Template overrides as text, keyed like the files; they win over ``mail_templates_dir``.
+    mail_templates: Mapping[str, str] = MappingProxyType({})
+    #: ``(email, accept_language) -> locale or None`` picks an e-mail's template locale.
+    mail_locale: Callable[[str, str | None], str | None] | None = None
+    #: Codes waiting for delivery at most; when full, request-otp answers 429 ``busy``.
+    outbox_size: int = 1000
+    #: Deliveries running at once (and SMTP connections kept open).
+    outbox_concurrency: int = 4
+    #: Wait before retrying a transient delivery failure; doubles per failure, with jitter.
+    delivery_retry_delay: timedelta = timedelta(seconds=2)
+    #: Longest wait between two retries (retries stop when the code expires).
+    delivery_retry_max_delay: timedelta = timedelta(seconds=60)
+
     _current: _Built
 
     def __init__(self) -> None:
@@ -203,9 +235,10 @@ class OTPAuthConfig(ABC):
 
     # -- hooks -------------------------------------------------------------------------------
 
-    @abstractmethod
     async def send_otp(self, email: str, code: str) -> None:
-        """Deliver ``code`` to ``email`` (e-mail, SMS, …). Raising means not delivered."""
+        """Deliver ``code`` to ``email`` (e-mail, SMS, …); overriding it wins over the mail
+        settings. Raising means not delivered (``TransientFailure``: retry it)."""
+        raise NotImplementedError  # never called: build_mailer uses the settings instead
 
     def get_additional_claims(self, user: Any) -> dict[str, Any]:
         """Custom access-token claims for ``user``; none of the reserved names (``sub``, …)."""
@@ -323,7 +356,7 @@ class OTPAuthConfig(ABC):
             auth: OTPAuth[Any] = OTPAuth(
                 policy=policy,
                 store=None,
-                sender=self.send_otp,
+                sender=build_mailer(self, self._overridden("send_otp")),
                 keys=keys,
                 clock=self._clock(),
                 auto_create_user=self.auto_create_user,
@@ -333,6 +366,7 @@ class OTPAuthConfig(ABC):
                 mirror_interval=self.revocation_mirror_interval,
                 revocation_source=source or self._open_recorded_source,
                 limits=build_limits(self),
+                **outbox_options(self),
             )
             transport = RefreshTransport(self)
             challenge = BindingCookie(

@@ -68,12 +68,14 @@ def test_a_missing_secret_is_refused() -> None:
         NoSecret()
 
 
-def test_send_otp_is_required() -> None:
+def test_send_otp_or_a_mail_setting_is_required() -> None:
+    # Issue 9: send_otp is no longer abstract (smtp_url or mail_sender can deliver instead),
+    # so a config with neither fails at construction with a message naming all three.
     class NoSender(OTPAuthConfig):
         secret_key = SECRET
 
-    with pytest.raises(TypeError):
-        NoSender()  # type: ignore[abstract]
+    with pytest.raises(ConfigurationError, match=r"smtp_url.*mail_sender.*send_otp"):
+        NoSender()
 
 
 @pytest.mark.parametrize(
