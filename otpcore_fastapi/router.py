@@ -140,6 +140,7 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
             core.CodeCooldown,
             core.AccountLocked,
             core.ContentionError,
+            core.DeliveryBusy,
             core.UserNotFound,
             core.StorageError,
             body=True,
@@ -154,6 +155,7 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
             ip=client_address(request),
             challenge_id=body.challenge_id or bound.read(request),
             device=body.device or config.device_cookie.read(request),
+            accept_language=request.headers.get("accept-language"),
         )
         bound.set(request, response, requested.challenge_id)
         return _sent(config, requested.challenge_id)
