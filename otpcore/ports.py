@@ -99,8 +99,9 @@ class RevocationStore(Protocol):
     async def purge_expired(self, now: datetime) -> int:
         """Delete every entry with ``expires_at <= now`` in one operation; the count removed.
 
-        Stores that keep sessions also delete ended sessions and sessions whose
-        ``expires_at <= now`` (one more statement); those are not counted.
+        Stores that keep sessions also delete sessions whose ``expires_at <= now``, ended
+        ones included (ending sets ``expires_at``; one more statement on the ``expires_at``
+        index); those are not counted.
         """
         ...
 
@@ -139,9 +140,13 @@ class SessionStore(Protocol):
         only: str | None = None,
         keep: str | None = None,
     ) -> list[str]:
-        """Set ``ended_at = now`` on the user's active sessions, in one write: just ``only``
+        """Set ``ended_at = now`` and ``expires_at = min(expires_at, now)`` (that is, now:
+        only active sessions end) on the user's active sessions, in one write: just ``only``
         when given, all but ``keep`` when given, else all. Returns the ids this call ended
         (a session of another user, or one already ended, is never among them).
+
+        Moving the expiry lets ``purge_expired`` find ended sessions by ``expires_at``
+        alone, on its index; ``find_session`` still tells an ended session by ``ended_at``.
         """
         ...
 

@@ -197,10 +197,9 @@ class MemoryStore(StoreBase, MemoryChannel, ReferenceAPI):
         expired = [key for key, entry in self._revocations.items() if entry.expires_at <= now]
         for key in expired:
             del self._revocations[key]
+        # Ending a session sets its expires_at to the end, so expiry alone finds ended ones.
         self._sessions = {
-            sid: session
-            for sid, session in self._sessions.items()
-            if session.ended_at is None and session.expires_at > now
+            sid: session for sid, session in self._sessions.items() if session.expires_at > now
         }
         self._purge_channel(now)
         return len(expired)
@@ -261,6 +260,7 @@ class MemoryStore(StoreBase, MemoryChannel, ReferenceAPI):
         for session in self._active_sessions(user_id, now):
             if (only is not None and session.sid != only) or session.sid == keep:
                 continue
-            self._sessions[session.sid] = replace(session, ended_at=now)
+            # Active, so its expires_at is after now: min(expires_at, now) is now.
+            self._sessions[session.sid] = replace(session, ended_at=now, expires_at=now)
             ended.append(session.sid)
         return ended

@@ -7,13 +7,13 @@ integer ``expires_ms``; each call is the documented number of commands.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from otpcore.domain.records import SessionRecord
 from otpcore.stores.mongodb import BaseOTPUserDocument, MongoDBAdapter
@@ -51,6 +51,18 @@ def _adapter(database: Any, *, ttl_index: bool = False) -> MongoDBAdapter[BaseOT
     return MongoDBAdapter(database, USERS, REVOKED, BaseOTPUserDocument, ttl_index=ttl_index)
 
 
+class _Commands(CommandLog):
+    """The commands themselves, not just their names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: list[Mapping[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        super().started(event)
+        self.commands.append(event.command)
+
+
 async def test_the_collection_is_named_after_the_blacklist_collection(database: Any) -> None:
     store = _adapter(database)
     await store.open_session(_session("s-1"))
@@ -72,15 +84,49 @@ async def test_ensure_indexes_creates_the_session_indexes_once(database: Any) ->
     assert indexes == [
         ([("_id", 1)], False, None),
         ([("expires_at", 1)], False, 0),
+        ([("expires_ms", 1)], False, None),
         ([("user_id", 1), ("expires_ms", 1)], False, None),
     ]
-    # Without the TTL index (instants from another clock), only the lookup index.
+    # Without the TTL index (instants from another clock), the lookup and purge indexes.
     other = MongoDBAdapter(database, USERS, "other", BaseOTPUserDocument, ttl_index=False)
     await other.ensure_indexes()
     assert _index_specs(await database["other_sessions"].index_information()) == [
         ([("_id", 1)], False, None),
+        ([("expires_ms", 1)], False, None),
         ([("user_id", 1), ("expires_ms", 1)], False, None),
     ]
+
+
+async def test_ending_moves_the_expiry_so_the_purge_needs_it_alone(database: Any) -> None:
+    """An ended session's expiry (date and milliseconds) is its end: the purge's filter is
+    ``expires_ms`` alone, a range of its index, and still removes ended sessions."""
+    store = _adapter(database)
+    for sid in ("s-1", "s-2", "s-3"):
+        await store.open_session(_session(sid))
+    ended_at = T0 + timedelta(seconds=5)
+    assert await store.end_sessions("u-1", now=ended_at, only="s-1") == ["s-1"]
+    assert await store.end_sessions("u-1", now=ended_at, keep="s-3") == ["s-2"]
+    for sid in ("s-1", "s-2"):
+        doc = await database["revoked_sessions"].find_one({"_id": sid})
+        assert doc is not None
+        assert doc["expires_ms"] == int(ended_at.timestamp() * 1000)
+        found = await store.find_session(sid)
+        assert found is not None
+        assert (found.ended_at, found.expires_at) == (ended_at, ended_at)
+    log = _Commands()
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_uri(), event_listeners=[log])
+    try:
+        watched = _adapter(client[database.name])
+        await watched.purge_expired(ended_at)
+    finally:
+        await client.close()
+    [purge] = [command for command in log.commands if command.get("delete") == "revoked_sessions"]
+    assert [spec["q"] for spec in purge["deletes"]] == [
+        {"expires_ms": {"$lte": int(ended_at.timestamp() * 1000)}}
+    ]
+    assert await store.find_session("s-1") is None
+    assert await store.find_session("s-2") is None
+    assert await store.find_session("s-3") is not None
 
 
 async def test_opening_a_session_ensures_the_indexes_first(database: Any) -> None:

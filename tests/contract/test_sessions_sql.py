@@ -9,6 +9,7 @@ one statement (``end_sessions`` one ``UPDATE … RETURNING``; ``purge_expired`` 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, inspect
+from sqlalchemy import Integer, String, event, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -260,6 +261,59 @@ async def test_purge_is_one_more_delete(db: Database) -> None:
         assert await store.find_session("expired") is None
     # Revocations, sessions, and (issue 8) pending challenges and limit counters.
     assert [statement.split()[0].upper() for statement in seen] == ["DELETE"] * 4
+
+
+async def test_ending_moves_the_expiry_to_the_end(db: Database) -> None:
+    """An ended session's ``expires_at`` is its end, so the purge needs no ``ended_at`` test;
+    ``find_session`` still tells it ended."""
+    ended_at = T0 + timedelta(seconds=5)
+    async with db.adapter() as store:
+        await store.open_session(_session("s-1"))
+        await store.open_session(_session("s-2"))
+        assert await store.end_sessions("1", now=ended_at, only="s-1") == ["s-1"]
+        found = await store.find_session("s-1")
+        kept = await store.find_session("s-2")
+    assert found is not None
+    assert (found.ended_at, found.expires_at) == (ended_at, ended_at)
+    assert kept == _session("s-2")
+
+
+async def test_the_sessions_purge_is_a_range_of_the_expiry_index(db: Database) -> None:
+    """The purge's ``DELETE`` tests ``expires_at`` alone, and the database runs it as a
+    search of ``ix_…_expires_at`` (an ``ended_at IS NOT NULL OR …`` would scan the table)."""
+    async with db.adapter() as store:
+        for n in range(20):
+            await store.open_session(_session(f"s-{n}", ttl=60 * (n + 1)))
+        sent: list[tuple[str, Any]] = []
+
+        def record(*args: Any) -> None:
+            if TABLE in args[2] and args[2].lstrip().upper().startswith("DELETE"):
+                sent.append((args[2], args[3]))
+
+        sync_engine = db.engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", record)
+        try:
+            await store.purge_expired(T0 + timedelta(minutes=5))
+        finally:
+            event.remove(sync_engine, "before_cursor_execute", record)
+        assert len(await store.list_sessions("1", now=T0 + timedelta(minutes=5))) == 15
+    [(statement, parameters)] = sent
+    where = statement.split("WHERE", 1)[1]
+    assert "expires_at <=" in where
+    assert "ended_at" not in where
+    assert " OR " not in where.upper()
+    index = f"ix_{TABLE}_expires_at"
+    async with db.engine.connect() as connection:
+        if db.engine.dialect.name == "sqlite":
+            result = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plan = " | ".join(str(row[-1]) for row in result)
+            assert re.search(rf"SEARCH \S+ USING (COVERING )?INDEX {index} ", plan), plan
+        else:
+            await connection.exec_driver_sql("SET enable_seqscan = off")
+            result = await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+            plan = " | ".join(str(row[0]) for row in result)
+            assert re.search(rf"(Index (Only )?Scan using|Bitmap Index Scan on) {index} ", plan)
+            assert "Seq Scan" not in plan, plan
 
 
 async def test_long_agent_and_address_are_cut_to_their_columns(db: Database) -> None:

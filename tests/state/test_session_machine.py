@@ -144,6 +144,13 @@ class SessionMachine(RuleBasedStateMachine):
     def active(self, m: ModelSession) -> bool:
         return not m.ended and m.expires_at > self.clock()
 
+    def end(self, m: ModelSession) -> None:
+        """The store ends an active session: ended now, and its expiry moves to now (so the
+        purge finds it by expiry alone); an ended one is left as it is."""
+        if self.active(m):
+            m.expires_at = min(m.expires_at, self.clock())
+        m.ended = True
+
     def access_refusal(self, m: ModelSession) -> type[OTPAuthError] | None:
         if m.access[1] <= self.now_ts():
             return TokenExpired
@@ -192,10 +199,13 @@ class SessionMachine(RuleBasedStateMachine):
 
     def expected_refresh(self, m: ModelSession, generation: int) -> str:
         now = self.clock()
-        if m.refresh[generation][1] <= now.timestamp() or m.expires_at <= now:
+        if m.refresh[generation][1] <= now.timestamp():
             return "expired"
+        # Before the session's expiry: ending a session moves its expiry to the end.
         if m.ended:
             return "revoked"
+        if m.expires_at <= now:
+            return "expired"
         if generation == m.generation:
             return "rotate"
         if generation == m.generation - 1 and now - m.rotated_at <= POLICY.refresh_grace:
@@ -221,7 +231,7 @@ class SessionMachine(RuleBasedStateMachine):
                 assert isinstance(result, TokenRevoked), result
             case "reused":
                 assert isinstance(result, RefreshReused), result
-                m.ended = True
+                self.end(m)
             case "rotate":
                 assert isinstance(result, Login), result
                 assert self.store.rotations == rotations + 1
@@ -297,7 +307,7 @@ class SessionMachine(RuleBasedStateMachine):
         if t.user == c.user and self.active(t):
             # True exactly when the caller ended its own session (a binding clears its cookie).
             assert result is (victim == caller), (result, victim, caller)
-            t.ended = True
+            self.end(t)
         else:
             assert isinstance(result, SessionNotFound), result
 
@@ -312,7 +322,7 @@ class SessionMachine(RuleBasedStateMachine):
         ]
         assert result == len(others)
         for m in others:
-            m.ended = True
+            self.end(m)
 
     @rule(caller=sessions)
     def logout_all(self, caller: str) -> None:
@@ -323,7 +333,7 @@ class SessionMachine(RuleBasedStateMachine):
         assert result is None, result
         for m in self.model.values():
             if m.user == c.user and self.active(m):
-                m.ended = True
+                self.end(m)
 
     @rule(sid=sessions, with_refresh=st.booleans())
     def logout(self, sid: str, with_refresh: bool) -> None:
@@ -336,7 +346,7 @@ class SessionMachine(RuleBasedStateMachine):
         valid = exp > self.now_ts()
         assert result is (valid and not m.ended), (result, valid, m.ended)
         if valid:
-            m.ended = True
+            self.end(m)
 
     @rule(sid=sessions)
     def check_access(self, sid: str) -> None:

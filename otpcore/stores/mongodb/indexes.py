@@ -36,7 +36,8 @@ async def ensure_indexes(
 ) -> None:
     """Create the unique ``email`` and ``jti`` indexes, the TTL index on ``expires_at``
     (when ``ttl_index``) and the ``blacklisted_at`` index; on ``sessions``, the
-    ``(user_id, expires_ms)`` index and (when ``ttl_index``) the TTL index on ``expires_at``.
+    ``(user_id, expires_ms)`` and ``expires_ms`` indexes and (when ``ttl_index``) the TTL
+    index on ``expires_at``.
     Idempotent.
 
     Raises:
@@ -52,8 +53,10 @@ async def ensure_indexes(
         await blacklist.create_index("blacklisted_at")
         # A user's active sessions (list, end) in one index range.
         await sessions.create_index([("user_id", 1), ("expires_ms", 1)])
+        # purge_expired's range: ending a session sets its expiry, so this finds ended ones too.
+        await sessions.create_index("expires_ms")
         if ttl_index:
-            # Expired sessions go on their own; ended ones wait for purge_expired.
+            # Expired and ended sessions go on their own (where the server keeps dates).
             await sessions.create_index("expires_at", expireAfterSeconds=0)
     except OperationFailure as exc:
         if exc.code not in _INDEX_CONFLICTS:

@@ -18,7 +18,10 @@ Operations per call:
 - ``end_sessions``: with ``only``, one conditional ``update_one``. Otherwise one
   ``update_many`` that stamps what it ends with a random ``ended_by`` mark, then (only if it
   ended any) one ``find`` of that mark: the ids this call ended, exactly, whatever ran
-  concurrently (a session already ended is not matched, so never re-marked).
+  concurrently (a session already ended is not matched, so never re-marked). Ending also
+  sets the expiry (``expires_at``, ``expires_ms``) to now;
+- the purge: one ``delete_many`` of ``expires_ms <= now``, a range of the ``expires_ms``
+  index (an ended session's expiry is its end, so no ``ended_at`` test is needed).
 """
 
 from __future__ import annotations
@@ -169,20 +172,21 @@ class MongoSessions:
         if ids:
             query["_id"] = ids
         sessions = self.session_collection
+        # Only active sessions (expiry after now) match, so an expiry of now is
+        # min(expiry, now): the purge and the TTL index then find ended sessions by it alone.
+        moment = to_db(now)
+        ended = {"ended_at": moment, "expires_at": moment, "expires_ms": to_ms(now)}
         if only is not None:
-            result = await sessions.update_one(query, {"$set": {"ended_at": to_db(now)}})
+            result = await sessions.update_one(query, {"$set": ended})
             return [only] if result.matched_count else []
         mark = secrets.token_hex(12)
-        result = await sessions.update_many(
-            query, {"$set": {"ended_at": to_db(now), "ended_by": mark}}
-        )
+        result = await sessions.update_many(query, {"$set": {**ended, "ended_by": mark}})
         if not result.matched_count:
             return []
         ended = sessions.find({"user_id": user_id, "ended_by": mark}, {"_id": 1})
         return [str(doc["_id"]) async for doc in ended]
 
     async def _purge_sessions(self, now: datetime) -> None:
-        """Delete ended sessions and those whose expiry has passed; one ``delete_many``."""
-        await self.session_collection.delete_many(
-            {"$or": [{"ended_at": {"$ne": None}}, {"expires_ms": {"$lte": to_ms(now)}}]}
-        )
+        """Delete sessions whose expiry has passed (ended ones included: ending sets it);
+        one ``delete_many`` on the ``expires_ms`` index."""
+        await self.session_collection.delete_many({"expires_ms": {"$lte": to_ms(now)}})

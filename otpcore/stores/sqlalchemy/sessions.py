@@ -10,7 +10,9 @@ when the application's :class:`TokenBlacklist` subclass is mapped. Statements pe
 - ``end_sessions``: one ``UPDATE … RETURNING sid`` (SQLite 3.35+, PostgreSQL). Where the
   database has no ``RETURNING`` (SQLite before 3.35), a ``SELECT`` of the candidates and one
   conditional ``UPDATE`` each, so that the ids returned are still exactly those this call
-  ended.
+  ended. Ending also sets ``expires_at = now``;
+- the purge: one ``DELETE … WHERE expires_at <= now``, a range of the ``(expires_at)`` index
+  (an ended session's ``expires_at`` is its end, so no ``ended_at`` test is needed).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
-    or_,
     select,
     update,
 )
@@ -109,6 +110,10 @@ def _build(table: Table) -> SessionPlan:
     def chosen(ending: tuple[bool, bool]) -> tuple[ColumnElement[bool], ...]:
         return (*mine, *((only,) if ending[0] else ()), *((keep,) if ending[1] else ()))
 
+    # Only active sessions (expires_at > now) are ended, so expires_at = now is
+    # min(expires_at, now): the purge then finds ended sessions by expires_at alone.
+    ended = {"ended_at": now, "expires_at": now}
+
     columns = [c[name] for name in _COLUMNS]
     return SessionPlan(
         table=table,
@@ -128,12 +133,12 @@ def _build(table: Table) -> SessionPlan:
         ),
         active=select(*columns).where(*mine).order_by(c.created_at.desc(), c.sid),
         end={
-            ending: update(table).where(*chosen(ending)).values(ended_at=now).returning(c.sid)
+            ending: update(table).where(*chosen(ending)).values(ended).returning(c.sid)
             for ending in _ENDINGS
         },
         candidates={ending: select(c.sid).where(*chosen(ending)) for ending in _ENDINGS},
-        end_one=update(table).where(c.sid == sid, *mine).values(ended_at=now),
-        purge=delete(table).where(or_(c.ended_at.is_not(None), c.expires_at <= now)),
+        end_one=update(table).where(c.sid == sid, *mine).values(ended),
+        purge=delete(table).where(c.expires_at <= now),
     )
 
 
@@ -235,7 +240,8 @@ class SQLSessions:
         return ended
 
     async def _purge_sessions(self, now: datetime) -> None:
-        """Delete ended sessions and those whose ``expires_at <= now``; one ``DELETE``.
+        """Delete sessions whose ``expires_at <= now`` (ended ones included: ending sets it);
+        one ``DELETE`` on the ``(expires_at)`` index.
 
         Part of ``purge_expired``, in the same unit of work.
         """
