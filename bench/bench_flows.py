@@ -49,6 +49,7 @@ import asyncio
 import glob
 import importlib.metadata
 import itertools
+import math
 import os
 import re
 import secrets
@@ -273,7 +274,9 @@ async def serve(
         except subprocess.TimeoutExpired:
             process.kill()
             await asyncio.to_thread(process.wait)
-        await asyncio.to_thread(reader.join, 10)
+        await asyncio.to_thread(reader.join, 10)  # the pipe reaches EOF once it is gone
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 # -- flows ----------------------------------------------------------------------------------
@@ -366,7 +369,8 @@ async def run_round(server: Server, flows: int, concurrency: int, tls: ssl.SSLCo
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The nearest-rank percentile (``fraction`` in (0, 1])."""
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))]
+    rank = math.ceil(fraction * len(ordered) - 1e-9)  # 0.95 * 100 is 95.00000000000001
+    return ordered[max(0, min(len(ordered), rank) - 1)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ async def test_the_profiling_mode_counts_statements_and_transactions_per_step(
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             stats = (await client.get("/_bench/stats")).json()
             assert (await client.post("/_bench/reset")).status_code == 200
-            assert (await client.get("/_bench/stats")).json() == {}
+            assert set((await client.get("/_bench/stats")).json()) <= {"other"}
     for step in STEPS[2:] + STEPS[:1]:  # every server step, not the code's delivery
         assert stats[step]["requests"] == 2
         assert stats[step]["statements"] >= 2
