@@ -2,7 +2,8 @@
 
 Every worker warms its connection pool, waits at a barrier shared with the other workers,
 then runs its tasks concurrently (one ``AsyncSession`` each) and reports one outcome per task:
-``"ok"`` / ``"ok:<refresh token>"`` or the name of the exception raised.
+``"ok:<refresh token>"`` or the name of the exception raised, prefixed with ``"bound "`` for
+the tasks that present the binding (issue 8: a bound and an unbound lane per code).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Job:
         tasks: How many concurrent calls this process makes.
         offset: Seconds added to the wall clock (a refresh "later" without sleeping).
         grace: The refresh grace window in seconds (``Policy.refresh_grace``).
+        challenge_id: The binding ``request_code`` returned, for bound guesses.
+        bound: How many of the ``tasks`` present ``challenge_id`` (bound guesses); the
+            others send only the address and the code (unbound guesses).
     """
 
     url: str
@@ -53,6 +57,8 @@ class Job:
     tasks: int
     offset: float = 0.0
     grace: float = 10.0
+    challenge_id: str | None = None
+    bound: int = 0
 
 
 def make_auth(
@@ -95,22 +101,24 @@ async def _work(job: Job, wait: Callable[[], Awaitable[object]]) -> list[str]:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
-    async def one() -> str:
+    async def one(index: int) -> str:
+        binding = job.challenge_id if index < job.bound else None
+        lane = "bound " if binding else ""
         async with sessions() as session:
             view = auth.with_store(SQLAlchemyAdapter(session, User, Blacklist))
             try:
                 if job.action == "verify":
-                    login = await view.verify_code(job.email, job.value)
+                    login = await view.verify_code(job.email, job.value, challenge_id=binding)
                 else:
                     login = await view.refresh(job.value)
             except Exception as error:
-                return type(error).__name__
-            return f"ok:{login.refresh_token}"
+                return lane + type(error).__name__
+            return f"{lane}ok:{login.refresh_token}"
 
     try:
         await asyncio.gather(*(warm() for _ in range(job.tasks)))
         await wait()
-        return list(await asyncio.gather(*(one() for _ in range(job.tasks))))
+        return list(await asyncio.gather(*(one(index) for index in range(job.tasks))))
     finally:
         await engine.dispose()
 

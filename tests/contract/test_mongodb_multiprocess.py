@@ -2,9 +2,11 @@
 
 Every task opens its own adapter (an app's per-request handle); the worker processes each
 open their own client, half through PyMongo and half through Motor, and hammer one account:
-codes are redeemed once, and (issue 10) concurrent refreshes of one token share one successor
-inside the grace window while the store rotates exactly once; after the window the same
-token ends the session.
+per code at most ``max_attempts`` bound guesses (presenting the requester's binding) plus
+``max_attempts`` unbound guesses (the address only) are evaluated, read back from the
+``<blacklist>_challenges`` collection (issue 8); codes are redeemed once; and (issue 10)
+concurrent refreshes of one token share one successor inside the grace window while the
+store rotates exactly once; after the window the same token ends the session.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from otpcore.domain.policy import Policy
 from otpcore.service import Login, OTPAuth
 from otpcore.stores.mongodb import BaseOTPUserDocument, MongoDBAdapter
 from tests.backends.mongodb import BLACKLIST, DRIVERS, USERS, mongodb_database, mongodb_uri
+
+CHALLENGES = f"{BLACKLIST}_challenges"
 
 pytestmark = [pytest.mark.mongodb, pytest.mark.multiprocess]
 
@@ -94,24 +98,42 @@ async def database(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         yield db
 
 
-async def test_concurrent_wrong_guesses_evaluate_at_most_max_attempts(database: Any) -> None:
-    auth = _auth()
-    await auth.with_store(_adapter(database)).request_code(EMAIL)
+async def _stored_challenges(database: Any) -> list[tuple[str | None, int, int, int]]:
+    """Every document of ``<blacklist>_challenges``: code hash, bound attempts, unbound
+    attempts and the binding's failures, as stored."""
+    docs = await database[CHALLENGES].find({}).to_list(None)
+    return [
+        (doc["code_hash"], doc["attempts"], doc["unbound_attempts"], doc["failures"])
+        for doc in docs
+    ]
 
-    async def guess(_: int) -> Login[BaseOTPUserDocument]:
-        return await auth.with_store(_adapter(database)).verify_code(EMAIL, WRONG)
+
+async def test_concurrent_wrong_guesses_evaluate_at_most_max_attempts(database: Any) -> None:
+    """100 bound and 100 unbound wrong guesses at once: each lane evaluates exactly
+    ``max_attempts`` (issue 8), the collection holds both counts, the code is dead."""
+    auth = _auth()
+    binding = (await auth.with_store(_adapter(database)).request_code(EMAIL)).challenge_id
+
+    async def guess(index: int) -> Login[BaseOTPUserDocument]:
+        view = auth.with_store(_adapter(database))
+        return await view.verify_code(EMAIL, WRONG, challenge_id=binding if index % 2 else None)
 
     wins, errors = await _outcomes(200, guess)
+    max_attempts = auth.policy.max_attempts
     assert wins == []
-    assert errors[CodeInvalid.code] == auth.policy.max_attempts
+    assert errors[CodeInvalid.code] == 2 * max_attempts
     assert errors[AccountLocked.code] >= 1
     assert set(errors) <= {CodeInvalid.code, AccountLocked.code, ContentionError.code}
-    account = await _adapter(database).find_by_email(EMAIL)
-    assert account is not None
-    assert account.challenge.attempts == auth.policy.max_attempts
-    assert account.challenge.failures == auth.policy.max_attempts
-    with pytest.raises(AccountLocked):
-        await auth.with_store(_adapter(database)).verify_code(EMAIL, RIGHT)
+    # Only bound guesses are the binding's failures (unbound ones never lock anyone out).
+    [(code_hash, *counts)] = await _stored_challenges(database)
+    assert code_hash is not None
+    assert counts == [max_attempts, max_attempts, max_attempts]
+    for challenge_id in (binding, None):
+        with pytest.raises(AccountLocked):
+            await auth.with_store(_adapter(database)).verify_code(
+                EMAIL, RIGHT, challenge_id=challenge_id
+            )
+    assert await _adapter(database).find_by_email(EMAIL) is None  # no account before login
 
 
 async def test_concurrent_correct_codes_yield_one_token_pair(database: Any) -> None:
@@ -195,16 +217,25 @@ async def test_ids_round_trip_through_tokens(database: Any) -> None:
 
 
 async def _hammer(
-    driver: str, db_name: str, action: str, value: str, count: int, offset: float, grace: float
+    driver: str,
+    db_name: str,
+    action: str,
+    value: str,
+    count: int,
+    offset: float,
+    grace: float,
+    binding: str,
+    bound: int,
 ) -> dict[str, Any]:
     async with DRIVERS[driver](os.environ["MONGODB_URI"], 5000) as client:
         database = client[db_name]
         auth = _auth(offset=offset, grace=grace)
 
-        async def attempt(_: int) -> str:
+        async def attempt(index: int) -> str:
             view = auth.with_store(_adapter(database))
             if action == "verify":
-                login = await view.verify_code(EMAIL, value)
+                challenge_id = binding if index < bound else None
+                login = await view.verify_code(EMAIL, value, challenge_id=challenge_id)
             else:
                 login = await view.refresh(value)
             return login.refresh_token
@@ -212,15 +243,45 @@ async def _hammer(
         await client.admin.command("ping")
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
-        wins, errors = await _outcomes(count, attempt)
-        return {"wins": len(wins), "errors": dict(errors), "tokens": wins}
+        results = await asyncio.gather(
+            *(attempt(index) for index in range(count)), return_exceptions=True
+        )
+        lanes: list[Counter[str]] = [Counter(), Counter()]  # unbound, bound
+        tokens = []
+        for index, result in enumerate(results):
+            if isinstance(result, OTPAuthError):
+                lanes[index < bound][result.code] += 1
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                lanes[index < bound]["ok"] += 1
+                tokens.append(result)
+        errors = lanes[0] + lanes[1]
+        del errors["ok"]
+        return {
+            "wins": len(tokens),
+            "errors": dict(errors),
+            "lanes": {"unbound": dict(lanes[0]), "bound": dict(lanes[1])},
+            "tokens": tokens,
+        }
 
 
 def worker_main() -> None:
-    """Entry point of one worker process: ``driver db_name action value count offset grace``
-    in ``argv`` (``action`` is ``verify``, with a code, or ``refresh``, with a token)."""
-    driver, db_name, action, value, count, offset, grace = sys.argv[1:8]
-    report = _hammer(driver, db_name, action, value, int(count), float(offset), float(grace))
+    """Entry point of one worker process: ``driver db_name action value count offset grace
+    binding bound`` in ``argv`` (``action`` is ``verify``, with a code, or ``refresh``, with a
+    token; the first ``bound`` verifications present the ``binding``)."""
+    driver, db_name, action, value, count, offset, grace, binding, bound = sys.argv[1:10]
+    report = _hammer(
+        driver,
+        db_name,
+        action,
+        value,
+        int(count),
+        float(offset),
+        float(grace),
+        binding,
+        int(bound),
+    )
     print(json.dumps(asyncio.run(report)), flush=True)
 
 
@@ -233,11 +294,15 @@ def _run_workers(
     each: int,
     offset: float = 0.0,
     grace: float = 10.0,
+    binding: str = "",
+    bound: int = 0,
 ) -> list[dict[str, Any]]:
+    """Start ``workers`` processes making ``each`` calls at once, the first ``bound`` of each
+    presenting ``binding``; their reports."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     launch = f"from {__name__} import worker_main; worker_main()"
     drivers = [list(DRIVERS)[index % len(DRIVERS)] for index in range(workers)]
-    arguments = [action, value, str(each), str(offset), str(grace)]
+    arguments = [action, value, str(each), str(offset), str(grace), binding, str(bound)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", launch, driver, db_name, *arguments],
@@ -263,43 +328,122 @@ def _run_workers(
     return [json.loads(output.strip().splitlines()[-1]) for output in outputs]
 
 
-def _setup(db_name: str) -> None:
-    async def run() -> None:
+def _setup(db_name: str) -> str:
+    """Ask for a code for :data:`EMAIL` in a new database; the requester's binding."""
+
+    async def run() -> str:
         async with DRIVERS["pymongo"](mongodb_uri(), 5000) as client:
-            await _auth().with_store(_adapter(client[db_name])).request_code(EMAIL)
-
-    asyncio.run(run())
-
-
-def _account_state(db_name: str) -> tuple[int, int, bool]:
-    async def run() -> tuple[int, int, bool]:
-        async with DRIVERS["pymongo"](mongodb_uri(), 5000) as client:
-            account = await _adapter(client[db_name]).find_by_email(EMAIL)
-            await client.drop_database(db_name)
-        assert account is not None
-        return account.challenge.attempts, account.challenge.failures, account.is_verified
+            view = _auth().with_store(_adapter(client[db_name]))
+            return (await view.request_code(EMAIL)).challenge_id
 
     return asyncio.run(run())
 
 
+def _lanes(reports: list[dict[str, Any]]) -> dict[str, Counter[str]]:
+    """The outcomes of every worker, by lane (``bound``, ``unbound``) and kind."""
+    lanes: dict[str, Counter[str]] = {"bound": Counter(), "unbound": Counter()}
+    for report in reports:
+        for lane, outcomes in report["lanes"].items():
+            lanes[lane].update(outcomes)
+    return lanes
+
+
 def test_wrong_guesses_from_four_processes_evaluate_at_most_max_attempts() -> None:
+    """100 bound and 100 unbound wrong guesses at one code from 4 processes (PyMongo and
+    Motor): each lane evaluates exactly ``max_attempts`` (issue 8), and the challenges
+    collection holds both counts; the code is dead on both lanes afterwards."""
     db_name = f"otpcore_test_mp_{os.urandom(6).hex()}"
-    _setup(db_name)
-    reports = _run_workers(db_name, "verify", WRONG, workers=4, each=50)
-    invalid = sum(report["errors"].get(CodeInvalid.code, 0) for report in reports)
-    max_attempts = Policy(secret=b"x", developer_mode=True).max_attempts
-    assert sum(report["wins"] for report in reports) == 0
-    assert invalid == max_attempts
-    assert _account_state(db_name) == (max_attempts, max_attempts, False)
+    try:
+        binding = _setup(db_name)
+        reports = _run_workers(
+            db_name, "verify", WRONG, workers=4, each=50, binding=binding, bound=25
+        )
+        lanes = _lanes(reports)
+        max_attempts = Policy(secret=b"x", developer_mode=True).max_attempts
+        assert sum(report["wins"] for report in reports) == 0
+        for lane in ("bound", "unbound"):
+            assert lanes[lane][CodeInvalid.code] == max_attempts, lane
+            assert lanes[lane][AccountLocked.code] >= 1, lane
+            assert set(lanes[lane]) <= {CodeInvalid.code, AccountLocked.code, ContentionError.code}
+
+        async def after(database: Any) -> list[tuple[str | None, int, int, int]]:
+            for challenge_id in (binding, None):
+                with pytest.raises(AccountLocked):
+                    await (
+                        _auth()
+                        .with_store(_adapter(database))
+                        .verify_code(EMAIL, RIGHT, challenge_id=challenge_id)
+                    )
+            assert await _adapter(database).find_by_email(EMAIL) is None
+            return await _stored_challenges(database)
+
+        [(code_hash, *counts)] = _in_client(db_name, after)
+        assert code_hash is not None
+        # Only bound guesses are the binding's failures (unbound ones never lock anyone out).
+        assert counts == [max_attempts, max_attempts, max_attempts]
+    finally:
+        _drop(db_name)
+
+
+def test_unbound_wrong_guesses_from_four_processes_leave_the_bound_budget() -> None:
+    """200 unbound wrong guesses from 4 processes evaluate ``max_attempts`` and spend nothing
+    of the binding's budget: the requester's code still logs in."""
+    db_name = f"otpcore_test_mp_{os.urandom(6).hex()}"
+    try:
+        binding = _setup(db_name)
+        reports = _run_workers(db_name, "verify", WRONG, workers=4, each=50)
+        lanes = _lanes(reports)
+        max_attempts = Policy(secret=b"x", developer_mode=True).max_attempts
+        assert lanes["bound"] == Counter()
+        assert lanes["unbound"][CodeInvalid.code] == max_attempts
+        assert set(lanes["unbound"]) <= {
+            CodeInvalid.code,
+            AccountLocked.code,
+            ContentionError.code,
+        }
+
+        async def after(database: Any) -> tuple[list[Any], Login[BaseOTPUserDocument]]:
+            stored = await _stored_challenges(database)
+            view = _auth().with_store(_adapter(database))
+            return stored, await view.verify_code(EMAIL, RIGHT, challenge_id=binding)
+
+        [(code_hash, *counts)], login = _in_client(db_name, after)
+        assert code_hash is not None
+        assert counts == [0, max_attempts, 0]
+        assert login.refresh_token
+    finally:
+        _drop(db_name)
 
 
 def test_correct_code_from_four_processes_is_redeemed_once() -> None:
+    """20 bound and 20 unbound right codes at once from 4 processes: one login in all."""
     db_name = f"otpcore_test_mp_{os.urandom(6).hex()}"
-    _setup(db_name)
-    reports = _run_workers(db_name, "verify", RIGHT, workers=4, each=10)
-    assert sum(report["wins"] for report in reports) == 1
-    attempts, failures, verified = _account_state(db_name)
-    assert (attempts, failures, verified) == (1, 0, True)
+    try:
+        binding = _setup(db_name)
+        reports = _run_workers(
+            db_name, "verify", RIGHT, workers=4, each=10, binding=binding, bound=5
+        )
+        assert sum(report["wins"] for report in reports) == 1
+        errors: Counter[str] = Counter()
+        for report in reports:
+            errors.update(report["errors"])
+        assert set(errors) <= {CodeInvalid.code, ContentionError.code}
+
+        async def after(database: Any) -> tuple[list[Any], Any, int]:
+            account = await _adapter(database).find_by_email(EMAIL)
+            sessions = await database[f"{BLACKLIST}_sessions"].count_documents({})
+            return await _stored_challenges(database), account, sessions
+
+        [(code_hash, attempts, unbound_attempts, failures)], account, sessions = _in_client(
+            db_name, after
+        )
+        # Consumed by exactly one evaluated guess, on whichever lane won.
+        assert (code_hash, attempts + unbound_attempts, failures) == (None, 1, 0)
+        assert account is not None
+        assert account.is_verified is True
+        assert sessions == 1
+    finally:
+        _drop(db_name)
 
 
 def _login(db_name: str) -> Login[BaseOTPUserDocument]:
@@ -316,6 +460,14 @@ def _in_database(db_name: str, work: Callable[[MongoDBAdapter[BaseOTPUserDocumen
     async def run() -> Any:
         async with DRIVERS["pymongo"](mongodb_uri(), 5000) as client:
             return await work(_adapter(client[db_name]))
+
+    return asyncio.run(run())
+
+
+def _in_client(db_name: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        async with DRIVERS["pymongo"](mongodb_uri(), 5000) as client:
+            return await work(client[db_name])
 
     return asyncio.run(run())
 

@@ -1,8 +1,10 @@
 """Cross-process proof on one PostgreSQL database: four worker processes, each with its own
 engine and one session per task, hammer one account through :class:`otpcore.service.OTPAuth`:
-codes are redeemed once, and (issue 10) concurrent refreshes of one token share one successor
-inside the grace window while the store rotates exactly once; after the window the same
-token ends the session.
+per code at most ``max_attempts`` bound guesses (presenting the requester's binding) plus
+``max_attempts`` unbound guesses (the address only) are evaluated, read back from the
+``<blacklist>_challenges`` table (issue 8); codes are redeemed once; and (issue 10) concurrent
+refreshes of one token share one successor inside the grace window while the store rotates
+exactly once; after the window the same token ends the session.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Any
 
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from otpcore.domain.errors import TokenRevoked
+from otpcore.domain.errors import AccountLocked, TokenRevoked
 from otpcore.domain.records import SessionRecord
 from otpcore.service import Login
 from otpcore.stores.sqlalchemy import SQLAlchemyAdapter
@@ -71,11 +73,49 @@ async def _run(
     action: str,
     value: str,
     total: int,
+    *,
+    challenge_id: str | None = None,
+    bound: int = 0,
 ) -> Counter[str]:
-    jobs = [Job(postgres_url(), schema, action, EMAIL, value, tasks) for tasks in _spread(total)]
+    """``total`` calls spread over the workers, the first ``bound`` of each worker's share
+    presenting ``challenge_id``; the outcomes by kind (``"bound "`` + kind for bound ones)."""
+    jobs = [
+        Job(
+            postgres_url(),
+            schema,
+            action,
+            EMAIL,
+            value,
+            mine + unbound,
+            challenge_id=challenge_id,
+            bound=mine,
+        )
+        for mine, unbound in zip(_spread(bound), _spread(total - bound), strict=True)
+    ]
     outcomes = await asyncio.to_thread(_spawn, workers, jobs)
     assert len(outcomes) == total
     return Counter(outcome.partition(":")[0] for outcome in outcomes)
+
+
+async def _request(sessions: async_sessionmaker[AsyncSession]) -> str:
+    """Ask for a code for :data:`EMAIL`; the requester's binding."""
+    async with sessions() as session:
+        auth = make_auth(SQLAlchemyAdapter(session, User, Blacklist))
+        return (await auth.request_code(EMAIL)).challenge_id
+
+
+async def _challenge_rows(
+    sessions: async_sessionmaker[AsyncSession],
+) -> list[tuple[str | None, int, int, int]]:
+    """Every row of ``<blacklist>_challenges``: code hash, bound attempts, unbound attempts
+    and the binding's failures, as stored."""
+    table = Base.metadata.tables[f"{Blacklist.__tablename__}_challenges"]
+    c = table.c
+    async with sessions() as session:
+        result = await session.execute(
+            select(c.code_hash, c.attempts, c.unbound_attempts, c.failures)
+        )
+        return [(row[0], row[1], row[2], row[3]) for row in result]
 
 
 async def _login(sessions: async_sessionmaker[AsyncSession]) -> Login[User]:
@@ -89,31 +129,85 @@ async def _login(sessions: async_sessionmaker[AsyncSession]) -> Login[User]:
 async def test_200_wrong_guesses_from_4_processes_evaluate_at_most_max_attempts(
     workers: tuple[ProcessPoolExecutor, SyncManager],
 ) -> None:
+    """100 bound and 100 unbound wrong guesses at one code, at once from 4 processes: each
+    lane evaluates exactly ``max_attempts`` (issue 8), the table holds both counts, and the
+    code is dead on both lanes afterwards."""
     async with _schema() as (sessions, schema):
+        challenge_id = await _request(sessions)
+        outcomes = await _run(
+            workers, schema, "verify", WRONG_CODE, 200, challenge_id=challenge_id, bound=100
+        )
+        rows = await _challenge_rows(sessions)
         async with sessions() as session:
             auth = make_auth(SQLAlchemyAdapter(session, User, Blacklist))
-            await auth.request_code(EMAIL)
+            for binding in (challenge_id, None):
+                with pytest.raises(AccountLocked):
+                    await auth.verify_code(EMAIL, CORRECT_CODE, challenge_id=binding)
+            users = await session.scalar(select(func.count()).select_from(User))
+    max_attempts = auth.policy.max_attempts
+    assert outcomes == {
+        "bound CodeInvalid": max_attempts,
+        "bound AccountLocked": 100 - max_attempts,
+        "CodeInvalid": max_attempts,
+        "AccountLocked": 100 - max_attempts,
+    }
+    assert len(rows) == 1
+    code_hash, attempts, unbound_attempts, failures = rows[0]
+    assert code_hash is not None
+    assert (attempts, unbound_attempts) == (max_attempts, max_attempts)
+    # Only bound guesses are the binding's failures (unbound ones never lock anyone out).
+    assert failures == max_attempts
+    assert users == 0  # no account before a verified login
+
+
+async def test_unbound_wrong_guesses_from_4_processes_leave_the_bound_budget(
+    workers: tuple[ProcessPoolExecutor, SyncManager],
+) -> None:
+    """200 unbound wrong guesses from 4 processes evaluate ``max_attempts`` and spend nothing
+    of the binding's budget: the requester's code still logs in."""
+    async with _schema() as (sessions, schema):
+        challenge_id = await _request(sessions)
         outcomes = await _run(workers, schema, "verify", WRONG_CODE, 200)
+        rows = await _challenge_rows(sessions)
         async with sessions() as session:
-            attempts = await session.scalar(select(User.otp_attempts))
+            auth = make_auth(SQLAlchemyAdapter(session, User, Blacklist))
+            login = await auth.verify_code(EMAIL, CORRECT_CODE, challenge_id=challenge_id)
     max_attempts = auth.policy.max_attempts
     assert outcomes == {"CodeInvalid": max_attempts, "AccountLocked": 200 - max_attempts}
-    assert attempts == max_attempts
+    assert len(rows) == 1
+    code_hash, attempts, unbound_attempts, failures = rows[0]
+    assert code_hash is not None
+    assert (attempts, unbound_attempts, failures) == (0, max_attempts, 0)
+    assert login.refresh_token
 
 
 async def test_50_correct_submissions_from_4_processes_yield_one_login(
     workers: tuple[ProcessPoolExecutor, SyncManager],
 ) -> None:
+    """25 bound and 25 unbound right codes at once from 4 processes: one login in all."""
     async with _schema() as (sessions, schema):
-        async with sessions() as session:
-            await make_auth(SQLAlchemyAdapter(session, User, Blacklist)).request_code(EMAIL)
-        outcomes = await _run(workers, schema, "verify", CORRECT_CODE, 50)
+        challenge_id = await _request(sessions)
+        outcomes = await _run(
+            workers, schema, "verify", CORRECT_CODE, 50, challenge_id=challenge_id, bound=25
+        )
+        rows = await _challenge_rows(sessions)
         async with sessions() as session:
             user = await session.scalar(select(User))
-    assert outcomes == {"ok": 1, "CodeInvalid": 49}
+            opened = await session.scalar(
+                select(func.count()).select_from(
+                    Base.metadata.tables[f"{Blacklist.__tablename__}_sessions"]
+                )
+            )
+    assert outcomes["ok"] + outcomes["bound ok"] == 1
+    assert set(outcomes) <= {"ok", "bound ok", "CodeInvalid", "bound CodeInvalid"}
+    assert len(rows) == 1
+    code_hash, attempts, unbound_attempts, failures = rows[0]
+    # Consumed by exactly one evaluated guess, on whichever lane won.
+    assert (code_hash, attempts + unbound_attempts, failures) == (None, 1, 0)
     assert user is not None
     assert user.is_verified is True
     assert user.otp_code is None
+    assert opened == 1
 
 
 def _claims(token: str) -> dict[str, Any]:
