@@ -12,6 +12,10 @@ Codes are printed to this terminal; a real application e-mails them.
     curl -s localhost:8001/me -H "Authorization: Bearer <access_token>"
     curl -s localhost:8001/auth/refresh -d '{"refresh_token": "…"}'
     curl -s localhost:8001/auth/logout -d '{"refresh_token": "…"}'
+
+A refresh token is spent by its refresh. Presented again within ``Policy.refresh_grace``
+(10 s: a second tab, a retry after a lost response) it gets the same successor; after that,
+the reuse ends the session (401 ``refresh_reused``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -143,11 +148,16 @@ async def _refused(_: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": str(exc), "code": exc.code}, status_code=status, headers=headers)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def create_app(
     database: str | Path | None = None,
     *,
     sender: Sender = print_code,
     secret: str | None = None,
+    clock: Callable[[], datetime] = _utc_now,
 ) -> Starlette:
     """The example app.
 
@@ -156,9 +166,12 @@ def create_app(
             keeps it in memory.
         sender: Receives ``(email, code)``; by default the code is printed.
         secret: The server secret (default ``$OTP_SECRET_KEY``, or one made now).
+        clock: The current aware-UTC instant (tests pass a fake one to move time).
     """
     key = secret or os.environ.get("OTP_SECRET_KEY") or secrets.token_hex(32)
-    auth: OTPAuth[Any] = OTPAuth(policy=Policy(secret=key.encode()), store=None, sender=sender)
+    auth: OTPAuth[Any] = OTPAuth(
+        policy=Policy(secret=key.encode()), store=None, sender=sender, clock=clock
+    )
 
     if database is None:
         memory = MemoryStore()

@@ -20,7 +20,10 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+
+from otpcore.testing.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "starlette_app.py"
@@ -40,8 +43,11 @@ def example() -> ModuleType:
 
 
 class Inbox:
+    """The codes the app sent, and the app's clock (a fake one, moved by the tests)."""
+
     def __init__(self) -> None:
         self.codes: dict[str, str] = {}
+        self.clock = FakeClock()
 
     async def __call__(self, email: str, code: str) -> None:
         self.codes[email] = code
@@ -54,7 +60,9 @@ async def client(
     """A client on the example app (state in memory or in a SQLite file) and its inbox."""
     inbox = Inbox()
     database = tmp_path / "app.db" if request.param == "sqlite" else None
-    app = example().create_app(database, sender=inbox, secret="s" * 16 + "0123456789abcdef")
+    app = example().create_app(
+        database, sender=inbox, secret="s" * 16 + "0123456789abcdef", clock=inbox.clock
+    )
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -73,6 +81,12 @@ async def _login(http: httpx.AsyncClient, inbox: Inbox, email: str = EMAIL) -> d
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
     return tokens
+
+
+def _unverified(token: str) -> tuple[Any, ...]:
+    """A refresh token's session, generation and id, read without checking it."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return claims["sid"], claims["gen"], claims["jti"]
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -135,11 +149,19 @@ async def test_wrong_code_is_401_and_the_right_one_still_works(
 async def test_refresh_token_reuse_revokes_the_session(
     client: tuple[httpx.AsyncClient, Inbox],
 ) -> None:
+    """A spent refresh token presented again inside the grace window (a second tab) gets the
+    same successor; 12 s later (after the 10 s window) the reuse ends the whole session."""
     http, inbox = client
     tokens = await _login(http, inbox)
     rotated = (
         await http.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     ).json()
+    inbox.clock.advance(5)
+    tab = await http.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert tab.status_code == 200, tab.text
+    # The same successor: the same session, generation and derived jti (issued later).
+    assert _unverified(tab.json()["refresh_token"]) == _unverified(rotated["refresh_token"])
+    inbox.clock.advance(7)
     replay = await http.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert (replay.status_code, replay.json()["code"]) == (401, "refresh_reused")
     # The whole family is gone: the newest pair is refused too.
