@@ -36,6 +36,7 @@ from otpcore.domain.sessions import successor_jti
 from otpcore.service import Login, OTPAuth
 from otpcore.stores.memory import MemoryStore
 from otpcore.testing import FakeClock
+from tests.interleave import Interleaving
 
 T = TypeVar("T")
 
@@ -55,27 +56,6 @@ POLICY = Policy(
 # timeout and the refresh lifetime; two 20-minute steps with refreshes between reach the
 # absolute lifetime.
 STEPS = (1, 5, 9, 10, 11, 60, 299, 301, 1_201, 1_799, 1_801, 2_401)
-
-
-class Interleaving:
-    """The memory store with a scheduling point around every call; counts rotations."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-        self.rotations = 0
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.store, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            await asyncio.sleep(0)
-            result = await method(*args, **kwargs)
-            if name == "rotate_session" and result:
-                self.rotations += 1
-            await asyncio.sleep(0)
-            return result
-
-        return call
 
 
 class Inbox:
@@ -222,7 +202,7 @@ class SessionMachine(RuleBasedStateMachine):
     def present(self, m: ModelSession, generation: int) -> None:
         expected = self.expected_refresh(m, generation)
         event(f"refresh: {expected}")
-        rotations = self.store.rotations
+        rotations = self.store.rotated
         result = self.outcome(self.auth.refresh(m.refresh[generation][0]))
         match expected:
             case "expired":
@@ -234,12 +214,12 @@ class SessionMachine(RuleBasedStateMachine):
                 self.end(m)
             case "rotate":
                 assert isinstance(result, Login), result
-                assert self.store.rotations == rotations + 1
+                assert self.store.rotated == rotations + 1
                 self.rotate_model(m)
                 self.absorb(m, result, m.generation)
             case "grace":
                 assert isinstance(result, Login), result
-                assert self.store.rotations == rotations  # no write
+                assert self.store.rotated == rotations  # no write
                 self.absorb(m, result, m.generation)
         if isinstance(result, Login):
             jti = self.auth.codec.verify(result.refresh_token, kind="refresh", now=self.clock()).jti
@@ -267,7 +247,7 @@ class SessionMachine(RuleBasedStateMachine):
         m = self.model[sid]
         expected = self.expected_refresh(m, m.generation)
         token = m.refresh[m.generation][0]
-        rotations = self.store.rotations
+        rotations = self.store.rotated
 
         async def together() -> list[Any]:
             calls = [self.auth.refresh(token) for _ in range(count)]
@@ -277,7 +257,7 @@ class SessionMachine(RuleBasedStateMachine):
         event(f"concurrent refresh: {expected}")
         if expected == "rotate":
             assert all(isinstance(r, Login) for r in results), results
-            assert self.store.rotations == rotations + 1  # exactly one per generation
+            assert self.store.rotated == rotations + 1  # exactly one per generation
             self.rotate_model(m)
             jtis = {
                 self.auth.codec.verify(r.refresh_token, kind="refresh", now=self.clock()).jti
@@ -288,7 +268,7 @@ class SessionMachine(RuleBasedStateMachine):
         else:
             refusal = {"expired": TokenExpired, "revoked": TokenRevoked}[expected]
             assert all(isinstance(r, refusal) for r in results), results
-            assert self.store.rotations == rotations
+            assert self.store.rotated == rotations
 
     def caller_refused(self, caller: ModelSession, result: object) -> bool:
         refusal = self.access_refusal(caller)

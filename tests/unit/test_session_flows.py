@@ -22,6 +22,7 @@ from otpcore.domain.sessions import successor_jti
 from otpcore.service import Login, OTPAuth, SessionView
 from otpcore.stores.memory import MemoryStore, MemoryUser
 from otpcore.testing import FakeClock
+from tests.interleave import Interleaving
 
 SECRET = b"session-flow-secret-session-flow"
 
@@ -32,28 +33,6 @@ class Inbox:
 
     async def __call__(self, email: str, code: str) -> None:
         self.codes[email] = code
-
-
-class Interleaving:
-    """The memory store with a scheduling point before every call, so concurrent requests
-    interleave at each store round-trip as they would on a database."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-        self.rotations: list[bool] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.store, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            await asyncio.sleep(0)
-            result = await method(*args, **kwargs)
-            if name == "rotate_session":
-                self.rotations.append(result)
-            await asyncio.sleep(0)
-            return result
-
-        return call
 
 
 class Host:
@@ -96,7 +75,7 @@ async def test_five_concurrent_refreshes_all_succeed_with_one_successor() -> Non
     login = await h.login()
     outcomes = await asyncio.gather(*(h.auth.refresh(login.refresh_token) for _ in range(5)))
     assert {h.refresh_jti(o) for o in outcomes} == {successor_jti(SECRET, login.sid, 1)}
-    assert store.rotations.count(True) == 1
+    assert store.rotated == 1
     # The session lives on: every pair works, and the successor rotates on.
     for outcome in outcomes:
         await h.auth.authenticate(outcome.access_token)
@@ -129,7 +108,7 @@ async def test_fifty_concurrent_refreshes_rotate_exactly_once() -> None:
     h = Host(store, FakeClock(), Inbox())
     login = await h.login()
     outcomes = await asyncio.gather(*(h.auth.refresh(login.refresh_token) for _ in range(50)))
-    assert store.rotations.count(True) == 1
+    assert store.rotated == 1
     assert len({h.refresh_jti(o) for o in outcomes}) == 1
     session = await store.store.find_session(login.sid)
     assert session is not None
