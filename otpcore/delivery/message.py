@@ -98,11 +98,12 @@ class Message:
         mail["Subject"] = self.subject
         mail["Date"] = format_datetime(self.date)
         mail["Message-ID"] = self.message_id
-        for name, value in self.headers.items():
-            mail[name] = value
         mail.set_content(self.text, subtype="plain", cte="quoted-printable")
         if self.html is not None:
             mail.add_alternative(self.html, subtype="html", cte="quoted-printable")
+        # After the body: set_content drops every Content-* header (Content-Language too).
+        for name, value in self.headers.items():
+            mail[name] = value
         return mail
 
 
@@ -111,6 +112,6 @@ def _bare(address: str) -> str:
     probe = EmailMessage()
     probe["From"] = address
     parsed: tuple[Address, ...] = probe["From"].addresses
-    if len(parsed) != 1 or not parsed[0].addr_spec:
+    if len(parsed) != 1 or not parsed[0].username or not parsed[0].domain:
         raise ValueError(f"not a single address: {address!r}")
     return parsed[0].addr_spec
