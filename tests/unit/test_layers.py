@@ -30,6 +30,13 @@ FORBIDDEN_LAYERS = {
     "otpcore.ports": ("otpcore.service", "otpcore.stores", "otpcore.tokens", "otpcore_fastapi"),
     "otpcore.service": ("otpcore.stores", "otpcore.testing", "otpcore_fastapi"),
     "otpcore.stores": ("otpcore.service", "otpcore_fastapi"),
+    "otpcore.delivery": (
+        "otpcore.service",
+        "otpcore.stores",
+        "otpcore.testing",
+        "otpcore.cli",
+        "otpcore_fastapi",
+    ),
     "otpcore": ("otpcore_fastapi",),
 }
 
