@@ -1,6 +1,7 @@
 """Run every benchmark in one go and print their side-by-side tables.
 
-Run: python bench/run.py [core tokens sqlalchemy http timing peers sessions profile flows]
+Run: python bench/run.py [core tokens sqlalchemy http timing peers sessions profile flows
+     delivery]
      [--option ...]   (options go to the one suite named: ``flows --quick``)
 """
 
@@ -12,7 +13,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SUITES = ("core", "tokens", "sqlalchemy", "http", "timing", "peers", "sessions", "profile", "flows")
+SUITES = (
+    "core",
+    "tokens",
+    "sqlalchemy",
+    "http",
+    "timing",
+    "peers",
+    "sessions",
+    "profile",
+    "flows",
+    "delivery",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -164,6 +164,10 @@ def test_the_venvs_pin_the_projects_versions_but_never_otpcore_itself() -> None:
 
 def test_one_command_runs_the_flows_suite_and_passes_it_its_options() -> None:
     run_py = Path(run.__file__).read_text()
-    suites = ast.literal_eval(run_py.split("SUITES = ", 1)[1].split("\n", 1)[0])
+    suites = next(
+        ast.literal_eval(node.value)
+        for node in ast.parse(run_py).body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "SUITES"
+    )
     assert "flows" in suites
     assert run.main(["core", "flows", "--quick"]) == 2  # options for two suites: refused

@@ -156,7 +156,11 @@ def test_ratios_are_medians_of_per_round_ratios_to_the_same_apps_unauthenticated
 
 def test_one_command_runs_the_peers_the_sessions_and_the_profile_suites() -> None:
     run_py = (Path(ROOT) / "bench" / "run.py").read_text()
-    suites = ast.literal_eval(run_py.split("SUITES = ", 1)[1].split("\n", 1)[0])
+    suites = next(
+        ast.literal_eval(node.value)
+        for node in ast.parse(run_py).body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "SUITES"
+    )
     assert {"peers", "sessions", "profile"} <= set(suites)
     for name in ("peers", "sessions", "profile"):
         module = importlib.import_module(f"bench.bench_{name}")
