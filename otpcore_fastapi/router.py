@@ -39,6 +39,7 @@ from otpcore_fastapi.schemas import (
     TokenResponse,
 )
 from otpcore_fastapi.session_routes import add_session_routes
+from otpcore_fastapi.startup import startup_check
 from otpcore_fastapi.transport import client_address
 
 __all__ = ["get_auth_router"]
@@ -101,13 +102,18 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
             (OpenAPI describes the delivery mode and keys it had when the router was built).
 
     Returns:
-        An ``APIRouter`` to include under any prefix, e.g. ``prefix="/auth"``.
+        An ``APIRouter`` to include under any prefix, e.g. ``prefix="/auth"``. Its lifespan
+        (run at the app's startup once included) refuses to start when ``auto_create_user``
+        is on, no ``new_user_fields`` hook is set and the user model has a required column
+        otpcore cannot fill: ``ConfigurationError`` naming the hook.
 
     Raises:
         ConfigurationError: ``get_otp_db`` cannot be solved outside its own routes.
     """
     config.record_store_dependency(get_otp_db)
-    router = APIRouter(route_class=OTPAuthRoute)
+    # Included with app.include_router, the router's lifespan runs at the app's startup: an
+    # app whose user model auto-creation cannot fill refuses to start (startup.py).
+    router = APIRouter(route_class=OTPAuthRoute, lifespan=startup_check(get_otp_db, config))
     built = config.transport  # for the OpenAPI text only; requests read config.transport
     delivery = {
         "cookie": "The refresh token is set as an HTTP-only cookie.",

@@ -25,7 +25,7 @@ from starlette.requests import Request
 
 from otpcore.domain.errors import ConfigurationError
 
-__all__ = ["StoreSource", "current_request"]
+__all__ = ["StoreSource", "bare_scope", "current_request"]
 
 #: The request a claims-only check is serving, so a mirror refresh it triggers solves
 #: ``get_otp_db`` with that app's ``dependency_overrides`` (set and reset per check).
@@ -52,6 +52,11 @@ _BARE_SCOPE: Final[dict[str, Any]] = {
     "server": None,
     "client": None,
 }
+
+
+def bare_scope() -> dict[str, Any]:
+    """A copy of the HTTP scope a store is opened with outside any request."""
+    return dict(_BARE_SCOPE)
 
 
 def _label(call: Callable[..., Any] | None) -> str:

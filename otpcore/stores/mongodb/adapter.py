@@ -64,6 +64,15 @@ def _missing_fields(error: ValidationError) -> list[str]:
     ]
 
 
+def _missing_message(model: str, missing: list[str]) -> str:
+    return (
+        f"{model} has required field(s) without a default that otpcore cannot fill: "
+        f"{', '.join(missing)}. Return values for them from the `new_user_fields` "
+        "hook (called with the e-mail of each new user), pass them to "
+        "create_user(email, **fields), or give the field(s) a default."
+    )
+
+
 async def _to_list(cursor_or_awaitable: Any) -> list[dict[str, Any]]:
     # PyMongo's aggregate() is a coroutine returning a cursor; Motor's returns the cursor.
     cursor = cursor_or_awaitable
@@ -180,6 +189,24 @@ class MongoDBAdapter(
             user=user,
         )
 
+    def check_auto_create(self) -> None:
+        """Refuse a user model that a new user cannot be made of from its e-mail alone (what
+        auto-creation without a ``new_user_fields`` hook does); no I/O. The FastAPI binding
+        calls it at startup.
+
+        Raises:
+            ConfigurationError: The model has required fields without a default besides the
+                base document's; the message names them and the ``new_user_fields`` hook.
+        """
+        try:
+            self.user_model_class.model_validate({"email": "new-user@example.com"})
+        except ValidationError as exc:
+            missing = _missing_fields(exc)
+            if missing:
+                raise ConfigurationError(
+                    _missing_message(self.user_model_class.__name__, missing)
+                ) from None
+
     def _new_document(self, email: str, fields: Mapping[str, object]) -> dict[str, Any]:
         values: dict[str, object] = {**fields, "email": email}
         try:
@@ -188,12 +215,7 @@ class MongoDBAdapter(
             missing = _missing_fields(exc)
             name = self.user_model_class.__name__
             if missing:
-                raise ConfigurationError(
-                    f"{name} has required field(s) without a default that otpcore cannot fill: "
-                    f"{', '.join(missing)}. Return values for them from the `new_user_fields` "
-                    "hook (called with the e-mail of each new user), pass them to "
-                    "create_user(email, **fields), or give the field(s) a default."
-                ) from None
+                raise ConfigurationError(_missing_message(name, missing)) from None
             bad = sorted({".".join(str(p) for p in item["loc"]) for item in exc.errors()})
             raise ConfigurationError(
                 f"{name} rejected the values given for {', '.join(bad)}."

@@ -72,6 +72,16 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _refuse_missing(model: str, missing: list[str]) -> None:
+    if missing:
+        raise ConfigurationError(
+            f"{model} has NOT NULL column(s) without a default that otpcore cannot fill: "
+            f"{', '.join(missing)}. Return values for them from the `new_user_fields` "
+            "hook (called with the e-mail of each new user), or give the column(s) a "
+            "default or server_default."
+        )
+
+
 def _commit_keeping_loaded(session: Session) -> None:
     """Commit without expiring loaded objects.
 
@@ -232,6 +242,17 @@ class SQLAlchemyAdapter(
         """
         return self._account(await self._insert_user(email, fields))
 
+    def check_auto_create(self) -> None:
+        """Refuse a user model that a new user cannot be made of from its e-mail alone (what
+        auto-creation without a ``new_user_fields`` hook does); no I/O. The FastAPI binding
+        calls it at startup.
+
+        Raises:
+            ConfigurationError: The model has NOT NULL columns without a default besides
+                the mixin's; the message names them and the ``new_user_fields`` hook.
+        """
+        _refuse_missing(self.user_model.__name__, list(self._plan.required))
+
     async def _insert_user(self, email: str, fields: Mapping[str, object]) -> UserT:
         plan = self._plan
         name = self.user_model.__name__
@@ -240,14 +261,7 @@ class SQLAlchemyAdapter(
             raise ConfigurationError(
                 f"new user fields name no attribute of {name}: {', '.join(unknown)}"
             )
-        missing = [column for column in plan.required if column not in fields]
-        if missing:
-            raise ConfigurationError(
-                f"{name} has NOT NULL column(s) without a default that otpcore cannot fill: "
-                f"{', '.join(missing)}. Return values for them from the `new_user_fields` "
-                "hook (called with the e-mail of each new user), or give the column(s) a "
-                "default or server_default."
-            )
+        _refuse_missing(name, [column for column in plan.required if column not in fields])
         user = cast(Callable[..., UserT], self.user_model)(email=email, **fields)
         self.session.add(user)
         try:
