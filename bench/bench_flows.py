@@ -62,6 +62,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -291,12 +292,20 @@ def next_address() -> str:
 
 
 class FlowError(RuntimeError):
-    """A step answered something other than 200."""
+    """A step answered something other than 200; ``kind`` names the step, status and code."""
+
+    def __init__(self, step: str, response: httpx.Response) -> None:
+        try:
+            code = response.json().get("code") or ""
+        except ValueError:
+            code = ""
+        self.kind = f"{step} {response.status_code} {code}".strip()
+        super().__init__(f"{self.kind}: {response.text[:200]}")
 
 
 def _checked(step: str, response: httpx.Response) -> httpx.Response:
     if response.status_code != 200:
-        raise FlowError(f"{step}: {response.status_code} {response.text[:200]}")
+        raise FlowError(step, response)
     return response
 
 
@@ -340,11 +349,14 @@ async def flow(server: Server, tls: ssl.SSLContext) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class Round:
-    """One round on one server: wall time, and every flow's step times."""
+    """One round on one server: wall time, every completed flow's step times, and the failed
+    flows by step, status and error code (a 503 ``storage_unavailable`` is SQLite's busy
+    timeout running out, say)."""
 
     flows: int
     seconds: float
     steps: Mapping[str, Sequence[float]]
+    errors: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -352,23 +364,33 @@ class Round:
 
 
 async def run_round(server: Server, flows: int, concurrency: int, tls: ssl.SSLContext) -> Round:
-    """``flows`` flows, ``concurrency`` at a time; a failed step fails the round."""
+    """``flows`` flows, ``concurrency`` at a time; failed flows are counted, not timed, and
+    flows/s counts completed flows only."""
     remaining = iter(range(flows))
     steps: dict[str, list[float]] = {step: [] for step in STEPS}
+    errors: Counter[str] = Counter()
 
     async def worker() -> None:
         for _ in remaining:
-            for step, seconds in (await flow(server, tls)).items():
+            try:
+                times = await flow(server, tls)
+            except FlowError as exc:
+                errors[exc.kind] += 1
+                continue
+            for step, seconds in times.items():
                 steps[step].append(seconds)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Round(flows, time.perf_counter() - started, steps)
+    completed = flows - sum(errors.values())
+    return Round(completed, time.perf_counter() - started, steps, dict(errors))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The nearest-rank percentile (``fraction`` in (0, 1])."""
     ordered = sorted(values)
+    if not ordered:  # every flow of the round failed
+        return math.nan
     rank = math.ceil(fraction * len(ordered) - 1e-9)  # 0.95 * 100 is 95.00000000000001
     return ordered[max(0, min(len(ordered), rank) - 1)]
 
@@ -382,6 +404,7 @@ class Summary:
     high: float
     p50: Mapping[str, float]
     p95: Mapping[str, float]
+    errors: Mapping[str, int] = field(default_factory=dict)
 
 
 def summarize(rounds: Sequence[Round]) -> Summary:
@@ -393,6 +416,7 @@ def summarize(rounds: Sequence[Round]) -> Summary:
         high=max(rates),
         p50={s: _median_ms(rounds, s, 0.50) for s in STEPS},
         p95={s: _median_ms(rounds, s, 0.95) for s in STEPS},
+        errors=dict(sum((Counter(r.errors) for r in rounds), Counter())),
     )
 
 
@@ -508,6 +532,10 @@ def table(summaries: Mapping[str, Summary]) -> list[str]:
         worst = max(s.p95[step] / s.p50[step] for step in STEPS if step != "code")
         span = f"{s.low:.1f}-{s.high:.1f}"
         lines.append(f"  {label:<24} {s.rate:>8.1f} {span:>13} {ratio}{cells} {worst:>14.1f}")
+    for label, s in summaries.items():
+        if s.errors:
+            failed = ", ".join(f"{kind} x{n}" for kind, n in sorted(s.errors.items()))
+            lines.append(f"  failed flows, {label}: {failed}")
     return lines
 
 

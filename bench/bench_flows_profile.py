@@ -166,6 +166,8 @@ async def profile_one(
         os.kill(info["pid"], signal.SIGTERM)  # uvicorn; strace exits after it
         await asyncio.to_thread(server.process.wait, 60)
     lines.append(f"    {flows} flows at {measured.rate:.1f} flows/s (profiling mode, strace)")
+    if measured.errors:
+        lines.append(f"    failed flows: {dict(measured.errors)}")
     lines += step_table(stats)
     calls = parse_strace(trace.read_text(), start, end)
     for group, names in (("fsync+fdatasync", ("fsync", "fdatasync")),

@@ -19,6 +19,7 @@ from bench.bench_flows import (
     FLOW_APPS,
     ROOT,
     STEPS,
+    FlowError,
     Round,
     Wiring,
     next_address,
@@ -124,6 +125,16 @@ def test_percentiles_and_medians_of_rounds() -> None:
     assert summary.p95["verify-otp"] == pytest.approx(10.0)  # 19 of 20 at 10 ms
     row = table({"reference": summary, "otpcore x": summarize(rounds[:1])})[2]
     assert row.split()[:5] == ["otpcore", "x", "10.0", "10.0-10.0", "2.00"]
+
+
+def test_a_failed_step_is_named_by_step_status_and_code() -> None:
+    answer = httpx.Response(503, json={"detail": "x", "code": "storage_unavailable"})
+    assert FlowError("logout", answer).kind == "logout 503 storage_unavailable"
+    assert FlowError("me", httpx.Response(500, text="Internal Server Error")).kind == "me 500"
+    rounds = [Round(9, 1.0, {s: [0.01] for s in STEPS}, {"logout 503 storage_unavailable": 1})]
+    summary = summarize(rounds * 2)
+    assert summary.errors == {"logout 503 storage_unavailable": 2}
+    assert table({"x": summary})[-1] == "  failed flows, x: logout 503 storage_unavailable x2"
 
 
 def test_strace_output_is_counted_within_the_window() -> None:
