@@ -173,9 +173,9 @@ class ChallengeStore(Protocol):
     async def newest_challenge(self, subject: str) -> PendingChallenge | None:
         """The ``subject``'s newest code: among its records that hold one
         (``state.code_hash`` is not null: pending, spent or expired but not yet purged; a
-        consumed code holds none), the one with the latest ``state.last_request_at`` (ties:
-        the greatest ``id``); or ``None``. One indexed read (index on ``subject`` and
-        ``last_request_at``)."""
+        consumed code holds none), the one with the latest ``state.last_request_at``, ties
+        broken by the greatest ``order`` (the later issue), then the greatest ``id``; or
+        ``None``. One indexed read (index on ``subject`` and ``last_request_at``)."""
         ...
 
     async def update_challenge(
@@ -185,13 +185,15 @@ class ChallengeStore(Protocol):
         expected_version: int,
         state: ChallengeState,
         expires_at: datetime,
+        order: int | None = None,
     ) -> bool:
-        """Store ``state`` and ``expires_at`` on the record iff its stored
-        ``state.version`` still equals ``expected_version``. One conditional write
-        (SQL ``UPDATE … WHERE id = :id AND version = :seen`` checked by ``rowcount``; Mongo
-        ``update_one``/``find_one_and_update`` with the version in the filter). ``False``
-        means another writer won (or the record is gone) and nothing was changed: the
-        caller reloads and decides again.
+        """Store ``state`` and ``expires_at`` (and ``order`` when given: a code was issued
+        on this record) on the record iff its stored ``state.version`` still equals
+        ``expected_version``. One conditional write (SQL ``UPDATE … WHERE id = :id AND
+        version = :seen`` checked by ``rowcount``; Mongo ``update_one``/
+        ``find_one_and_update`` with the version in the filter). ``False`` means another
+        writer won (or the record is gone) and nothing was changed: the caller reloads and
+        decides again.
         """
         ...
 

@@ -254,12 +254,18 @@ class PendingChallenge:
             compare-and-set guard. ``state.last_request_at`` is set on every record.
         expires_at: When the record stops mattering (code expired, cooldown and lock over);
             ``purge_expired`` removes it after that.
+        order: When its code was issued, as an integer that only grows: it breaks ties of
+            ``state.last_request_at`` in :meth:`ChallengeStore.newest_challenge`, so of two
+            codes requested in the same instant the later one is the newest. The service
+            sets it on every issue (strictly increasing within a process, wall-clock
+            nanoseconds across processes).
     """
 
     id: str
     subject: str
     state: ChallengeState
     expires_at: datetime
+    order: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,6 +42,7 @@ from otpcore.domain.records import Account, ChallengeState, PendingChallenge
 from otpcore.ports import LimitStore, Store
 from otpcore.service.context import Settings, emit
 from otpcore.service.limits import check_rate, failure_lock, send_limits
+from otpcore.service.ordering import next_order
 from otpcore.service.results import CodeRequest, Login
 from otpcore.service.sessions import open_session
 
@@ -154,6 +155,8 @@ async def _store_issued(
 ) -> ChallengeState:
     """Write the issued state: a new record, or a compare-and-set on the binding's."""
     assert isinstance(outcome, challenge.Issued)
+    # Of two codes issued in the same instant, the later is the address's newest.
+    order = next_order()
     if binding is None:
         state = outcome.state
         await store.create_challenge(
@@ -162,6 +165,7 @@ async def _store_issued(
                 subject=subject,
                 state=state,
                 expires_at=challenge.keep_until(state, policy=s.policy),
+                order=order,
             )
         )
         return state
@@ -172,6 +176,7 @@ async def _store_issued(
             expected_version=binding.state.version,
             state=state,
             expires_at=challenge.keep_until(state, policy=s.policy),
+            order=order,
         ):
             return state
         reloaded = await store.find_challenge(key)

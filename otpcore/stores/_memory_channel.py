@@ -57,7 +57,7 @@ class MemoryChannel:
         ]
         if not mine:
             return None
-        return max(mine, key=lambda c: (c.state.last_request_at, c.id))
+        return max(mine, key=lambda c: (c.state.last_request_at, c.order, c.id))
 
     async def update_challenge(
         self,
@@ -66,12 +66,18 @@ class MemoryChannel:
         expected_version: int,
         state: ChallengeState,
         expires_at: datetime,
+        order: int | None = None,
     ) -> bool:
         """See :meth:`otpcore.ports.ChallengeStore.update_challenge`."""
         current = self._challenges.get(challenge_id)
         if current is None or current.state.version != expected_version:
             return False
-        self._challenges[challenge_id] = replace(current, state=state, expires_at=expires_at)
+        self._challenges[challenge_id] = replace(
+            current,
+            state=state,
+            expires_at=expires_at,
+            order=current.order if order is None else order,
+        )
         return True
 
     async def hit(self, key: str, *, limit: int, window: LimitWindow) -> LimitHit:

@@ -85,6 +85,38 @@ class ChannelContract:
             assert newest is not None
             assert newest.id == "k1"
 
+    async def test_a_tie_in_one_instant_goes_to_the_later_issue(self, backend: Backend) -> None:
+        """Two codes issued in the same instant: the greater ``order`` is the newest, whatever
+        the ids; a guess's update keeps the order, a resend's sets it."""
+        async with backend.store() as store:
+            codes = cast(ChallengeStore, store)
+            await codes.create_challenge(replace(_challenge("zz", at=5), order=10))
+            await codes.create_challenge(replace(_challenge("aa", at=5), order=11))
+            newest = await codes.newest_challenge("subject-a")
+            assert newest is not None
+            assert (newest.id, newest.order) == ("aa", 11)
+            # A guess on the older code changes its state, not its order.
+            guessed = replace(_challenge("zz", at=5).state, unbound_attempts=1, version=2)
+            assert await codes.update_challenge(
+                "zz", expected_version=1, state=guessed, expires_at=_at(605)
+            )
+            newest = await codes.newest_challenge("subject-a")
+            assert newest is not None
+            assert newest.id == "aa"
+            # A resend on it in the same instant issues the newest code.
+            resent = replace(guessed, code_hash="hash-zz-2", unbound_attempts=0, version=3)
+            assert await codes.update_challenge(
+                "zz", expected_version=2, state=resent, expires_at=_at(605), order=12
+            )
+            newest = await codes.newest_challenge("subject-a")
+            assert newest is not None
+            assert (newest.id, newest.order, newest.state) == ("zz", 12, resent)
+            # The order is kept as given (a nanosecond count needs 64 bits).
+            await codes.create_challenge(replace(_challenge("big", "subject-b"), order=2**62))
+            found = await codes.find_challenge("big")
+            assert found is not None
+            assert found.order == 2**62
+
     async def test_update_is_a_compare_and_set_on_the_version(self, backend: Backend) -> None:
         async with backend.store() as store:
             codes = cast(ChallengeStore, store)
@@ -228,6 +260,34 @@ class ChannelContract:
             assert pending is not None
             assert (pending.state.attempts, pending.state.unbound_attempts) == (5, 5)
             assert pending.state.failures == 5  # only bound guesses count failures
+
+    async def test_of_two_codes_asked_for_in_one_instant_the_later_is_the_newest(
+        self, backend: Backend
+    ) -> None:
+        """Unbound guesses meet the code mailed last, also when two requests (or a resend)
+        share an instant: the clock stands still here, so only the issue order tells."""
+        clock, inbox = FakeClock(T0), _Inbox()
+        # Five codes per address in one instant: more than the default mailbox limit allows.
+        auth = self._service(
+            clock,
+            inbox,
+            policy=Policy(secret=_SECRET, resend_cooldown=timedelta(0)),
+            limits=rules.Limits(per_mailbox=None),
+        )
+        for n in range(8):  # a coin toss would pass all eight 1 time in 256
+            email = f"twice{n}@example.com"
+            async with backend.store() as store:
+                first = await auth.with_store(store).request_code(email)
+                await auth.with_store(store).request_code(email)
+                second_code = inbox.codes[email]
+                login = await auth.with_store(store).verify_code(email, second_code)
+                assert isinstance(login, Login)
+                # A resend on the first binding, in the same instant, is newer still.
+                await auth.with_store(store).request_code(email, challenge_id=first.challenge_id)
+                await auth.with_store(store).request_code(email)
+                await auth.with_store(store).request_code(email, challenge_id=first.challenge_id)
+                login = await auth.with_store(store).verify_code(email, inbox.codes[email])
+                assert isinstance(login, Login)
 
     async def test_a_strangers_guesses_and_requests_never_cost_the_owner_the_code(
         self, backend: Backend

@@ -11,9 +11,10 @@ Operations per call:
 
 - ``create_challenge``: one ``insert_one``; ``find_challenge``: one ``find_one`` by ``_id``;
 - ``newest_challenge``: one ``find_one`` on the ``(subject, last_request_ms)`` index, sorted
-  newest first (ties: the greatest ``_id``), among documents holding a code;
-- ``update_challenge``: one ``update_one`` guarded on ``version``, decided by its matched
-  count.
+  newest first (ties: the greatest ``issue_order``, then the greatest ``_id``), among
+  documents holding a code;
+- ``update_challenge``: one ``update_one`` guarded on ``version`` (setting ``issue_order``
+  too when a code was issued), decided by its matched count.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def challenge_doc(challenge: PendingChallenge) -> dict[str, Any]:
         "_id": challenge.id,
         "subject": challenge.subject,
         **_state_fields(challenge.state, challenge.expires_at),
+        "issue_order": challenge.order,
     }
 
 
@@ -67,7 +69,11 @@ def challenge_of(doc: Mapping[str, Any]) -> PendingChallenge:
     values.update({name: from_db(doc.get(name)) for name in _INSTANTS})
     state = ChallengeState(code_hash=doc.get("code_hash"), **values)
     return PendingChallenge(
-        id=str(doc["_id"]), subject=str(doc["subject"]), state=state, expires_at=expires_at
+        id=str(doc["_id"]),
+        subject=str(doc["subject"]),
+        state=state,
+        expires_at=expires_at,
+        order=int(doc.get("issue_order") or 0),
     )
 
 
@@ -76,8 +82,8 @@ async def ensure_challenge_indexes(challenges: Any, *, ttl_index: bool) -> None:
     ``expires_ms`` index (the purge) and, when ``ttl_index``, the TTL index on
     ``expires_at``. Idempotent."""
     # Walked backwards for the newest first; ties on the millisecond (rare, and few
-    # records per subject) are ordered by ``_id`` after it. Not ``_id`` in the index:
-    # nx-27017 then fails every query on the collection.
+    # records per subject) are ordered by ``issue_order``, then ``_id``, after it. Not
+    # ``_id`` in the index: nx-27017 then fails every query on the collection.
     await challenges.create_index([("subject", 1), ("last_request_ms", 1)])
     await challenges.create_index("expires_ms")
     if ttl_index:
@@ -106,7 +112,7 @@ class MongoChallenges:
         """See :meth:`otpcore.ports.ChallengeStore.newest_challenge`. One ``find_one``."""
         doc = await self.challenge_collection.find_one(
             {"subject": subject, "code_hash": {"$ne": None}},
-            sort=[("last_request_ms", -1), ("_id", -1)],
+            sort=[("last_request_ms", -1), ("issue_order", -1), ("_id", -1)],
         )
         return None if doc is None else challenge_of(doc)
 
@@ -117,12 +123,15 @@ class MongoChallenges:
         expected_version: int,
         state: ChallengeState,
         expires_at: datetime,
+        order: int | None = None,
     ) -> bool:
         """See :meth:`otpcore.ports.ChallengeStore.update_challenge`. One ``update_one``
         guarded on the stored ``version``."""
+        fields = _state_fields(state, expires_at)
+        if order is not None:
+            fields["issue_order"] = order
         result = await self.challenge_collection.update_one(
-            {"_id": challenge_id, "version": expected_version},
-            {"$set": _state_fields(state, expires_at)},
+            {"_id": challenge_id, "version": expected_version}, {"$set": fields}
         )
         return bool(result.matched_count)
 

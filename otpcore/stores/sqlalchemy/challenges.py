@@ -6,10 +6,10 @@ The table is ``<revocation table>_challenges``, declared by
 subclass is mapped. Statements per call:
 
 - ``create_challenge``: one ``INSERT``; ``find_challenge``: one ``SELECT`` by primary key;
-- ``newest_challenge``: one ``SELECT … ORDER BY last_request_at DESC, id DESC LIMIT 1`` on
-  the ``(subject, last_request_at)`` index;
-- ``update_challenge``: one ``UPDATE … WHERE id = :id AND version = :expected``, decided by
-  its row count.
+- ``newest_challenge``: one ``SELECT … ORDER BY last_request_at DESC, issue_order DESC,
+  id DESC LIMIT 1`` on the ``(subject, last_request_at)`` index;
+- ``update_challenge``: one ``UPDATE … WHERE id = :id AND version = :expected`` (setting
+  ``issue_order`` too when a code was issued), decided by its row count.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _STATE: Final = (
     "last_failure_at",
     "version",
 )
-_COLUMNS: Final = ("id", "subject", *_STATE, "expires_at")
+_COLUMNS: Final = ("id", "subject", *_STATE, "expires_at", "issue_order")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,7 @@ class ChallengePlan:
     find: Select[Any]
     newest: Select[Any]
     update: Update
+    update_issued: Update
     purge: Delete
 
 
@@ -84,6 +85,14 @@ def _build(table: Table) -> ChallengePlan:
     c = table.c
     columns = [c[name] for name in _COLUMNS]
     state = {name: bindparam(f"p_{name}", type_=c[name].type) for name in _STATE}
+    update_state = (
+        update(table)
+        .where(
+            c.id == bindparam("p_id", type_=c.id.type),
+            c.version == bindparam("p_expected", type_=Integer()),
+        )
+        .values(**state, expires_at=bindparam("p_expires", type_=UTCDateTime()))
+    )
     return ChallengePlan(
         table=table,
         insert=insert(table),
@@ -94,14 +103,12 @@ def _build(table: Table) -> ChallengePlan:
             c.subject == bindparam("p_subject", type_=c.subject.type),
             c.code_hash.is_not(None),
         )
-        .order_by(c.last_request_at.desc(), c.id.desc())
+        .order_by(c.last_request_at.desc(), c.issue_order.desc(), c.id.desc())
         .limit(1),
-        update=update(table)
-        .where(
-            c.id == bindparam("p_id", type_=c.id.type),
-            c.version == bindparam("p_expected", type_=Integer()),
-        )
-        .values(**state, expires_at=bindparam("p_expires", type_=UTCDateTime())),
+        update=update_state,
+        update_issued=update_state.values(
+            issue_order=bindparam("p_order", type_=c.issue_order.type)
+        ),
         purge=delete(table).where(c.expires_at <= bindparam("p_now", type_=UTCDateTime())),
     )
 
@@ -113,6 +120,7 @@ def _record(row: Any) -> PendingChallenge:
         subject=values["subject"],
         state=ChallengeState(**{name: values[name] for name in _STATE}),
         expires_at=values["expires_at"],
+        order=values["issue_order"],
     )
 
 
@@ -142,7 +150,12 @@ class SQLChallenges:
         if challenge.state.last_request_at is None:
             raise ValueError("a pending challenge needs state.last_request_at")
         values: dict[str, object] = {name: getattr(challenge.state, name) for name in _STATE}
-        values.update(id=challenge.id, subject=challenge.subject, expires_at=challenge.expires_at)
+        values.update(
+            id=challenge.id,
+            subject=challenge.subject,
+            expires_at=challenge.expires_at,
+            issue_order=challenge.order,
+        )
         await self._one_statement()
         await self.session.execute(challenge_plan(self.blacklist_model).insert, values)
         await self._commit()
@@ -175,16 +188,19 @@ class SQLChallenges:
         expected_version: int,
         state: ChallengeState,
         expires_at: datetime,
+        order: int | None = None,
     ) -> bool:
         """See :meth:`otpcore.ports.ChallengeStore.update_challenge`. One conditional
         ``UPDATE``; its row count says whether this call won."""
         params: dict[str, object] = {f"p_{name}": getattr(state, name) for name in _STATE}
         params.update(p_id=challenge_id, p_expected=expected_version, p_expires=expires_at)
+        plan = challenge_plan(self.blacklist_model)
+        statement = plan.update
+        if order is not None:
+            statement = plan.update_issued
+            params["p_order"] = order
         await self._one_statement()
-        result = cast(
-            CursorResult[Any],
-            await self.session.execute(challenge_plan(self.blacklist_model).update, params),
-        )
+        result = cast(CursorResult[Any], await self.session.execute(statement, params))
         await self._commit()
         return result.rowcount == 1
 

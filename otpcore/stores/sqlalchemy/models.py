@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Index,
@@ -156,6 +157,8 @@ def _challenges_columns(name: str) -> tuple[SchemaItem, ...]:
         Column("last_failure_at", UTCDateTime, nullable=True),
         Column("version", Integer, nullable=False, default=0, server_default=text("0")),
         Column("expires_at", UTCDateTime, nullable=False),
+        # Ties of last_request_at (two codes in one instant): the later issue is the newest.
+        Column("issue_order", BigInteger, nullable=False, default=0, server_default=text("0")),
         # The subject's newest record (unbound guesses), and the purge: one index range each.
         Index(f"ix_{name}_subject_last_request_at", "subject", "last_request_at"),
         Index(f"ix_{name}_expires_at", "expires_at"),

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS token_blacklist_challenges (
     last_failure_at TIMESTAMP WITHOUT TIME ZONE,
     version INTEGER DEFAULT 0 NOT NULL,
     expires_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    issue_order BIGINT DEFAULT 0 NOT NULL,
     PRIMARY KEY (id)
 );
 CREATE INDEX IF NOT EXISTS ix_token_blacklist_challenges_subject_last_request_at
