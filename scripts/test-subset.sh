@@ -6,8 +6,11 @@
 #                                                   # then check every floor is what was installed
 #   bash scripts/test-subset.sh --python 3.13       # Python 3.13, newest releases
 #   bash scripts/test-subset.sh --lowest -- -x -k sqlite   # after --, arguments go to pytest
+#   --setup-only: make (and check) the environment, run nothing; --reuse: run in the one an
+#   earlier call made. .ci/run makes both environments one after the other (two editable builds
+#   at once would race on otpcore.egg-info) and then runs them side by side.
 #
-# The environment is .venv-<python>-<resolution>, made afresh each run. The servers come from
+# The environment is .venv-<python>-<resolution>, made afresh unless --reuse. The servers come from
 # scripts/testenv.sh: shared when the caller started them (.ci/run), otherwise started and
 # stopped here; the MongoDB-wire server runs from the newest environment ($VENV), so
 # nx-27017's own pins never enter the environment under test.
@@ -20,10 +23,14 @@ SUBSET="not multiprocess and not browser and not bench"
 EXTRAS="test"
 python_version=3.11
 resolution=highest
+setup=yes
+run=yes
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --lowest) resolution=lowest-direct ;;
         --python) python_version="${2:?--python needs a version such as 3.13}"; shift ;;
+        --setup-only) run=no ;;
+        --reuse) setup=no ;;
         --) shift; break ;;
         *) echo "test-subset.sh: unknown argument $1 (see the header of this script)" >&2; exit 2 ;;
     esac
@@ -61,18 +68,22 @@ if ! python="$(find_python "$python_version")"; then
 fi
 
 otpcore_newest_venv
-# uv makes the environment; pip has no lowest-direct resolution.
-"$VENV/bin/python" -m pip install -q "uv>=0.5"
 uv="$VENV/bin/uv"
 env_dir=".venv-$python_version-$resolution"
-rm -rf "$env_dir"
-# Never fetch a Python: use the one found above, or fail.
-UV_PYTHON_DOWNLOADS=never "$uv" venv -q --python "$python" "$env_dir"
-VIRTUAL_ENV="$env_dir" "$uv" pip install -q --resolution "$resolution" -e ".[$EXTRAS]"
-echo "test-subset.sh: $("$env_dir/bin/python" --version), --resolution $resolution, in $env_dir" >&2
-if [[ "$resolution" == lowest-direct ]]; then
-    "$env_dir/bin/python" scripts/check_floors.py "$EXTRAS"
+if [[ "$setup" == yes ]]; then
+    rm -rf "$env_dir"
+    # Never fetch a Python: use the one found above, or fail.
+    UV_PYTHON_DOWNLOADS=never "$uv" venv -q --python "$python" "$env_dir"
+    VIRTUAL_ENV="$env_dir" "$uv" pip install -q --resolution "$resolution" -e ".[$EXTRAS]"
+    if [[ "$resolution" == lowest-direct ]]; then
+        "$env_dir/bin/python" scripts/check_floors.py "$EXTRAS"
+    fi
+elif [[ ! -x "$env_dir/bin/python" ]]; then
+    echo "test-subset.sh: --reuse, but $env_dir does not exist; run without --reuse first" >&2
+    exit 1
 fi
+echo "test-subset.sh: $("$env_dir/bin/python" --version), --resolution $resolution, in $env_dir" >&2
+[[ "$run" == yes ]] || exit 0
 
 trap otpcore_servers_down EXIT
 otpcore_servers_up

@@ -27,7 +27,8 @@ otpcore_newest_venv() {
         python3 -m venv "$VENV" || return 1
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip || return 1
-    "$VENV/bin/python" -m pip install -q -e ".[dev]" || return 1
+    # uv makes the other environments (scripts/test-subset.sh); pip has no lowest-direct.
+    "$VENV/bin/python" -m pip install -q -e ".[dev]" "uv>=0.5" || return 1
     export OTPCORE_VENV_READY="$VENV"
 }
 
