@@ -204,9 +204,7 @@ async def test_required_column_without_hook_is_a_configuration_error(strict_db: 
         request = await auth.request_code("b@example.com")
         for _ in range(2):
             with pytest.raises(ConfigurationError, match="new_user_fields"):
-                await auth.verify_code(
-                    "b@example.com", "000000", challenge_id=request.challenge_id
-                )
+                await auth.verify_code("b@example.com", "000000", challenge_id=request.challenge_id)
     assert await strict_db.scalar(select(func.count()).select_from(StrictUser)) == 0
 
 
@@ -411,8 +409,9 @@ async def test_sqlite_principal_is_one_statement_and_no_transaction_work(
     recommended: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The current-user hot path on SQLite with a clean session: one SELECT, and the commit
-    ending the session's transaction is a no-op in sqlite3. On the recommended engine the
-    pool's reset-on-return rollback is skipped too: nothing is open to roll back."""
+    ending the session's transaction is a no-op in sqlite3. On the recommended engine that
+    commit never reaches aiosqlite (no thread hop), and the pool's reset-on-return rollback
+    is skipped too: nothing is open to commit or roll back."""
     async with sqlite_database((Base, User, Blacklist), recommended=recommended) as engine:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         async with sessions() as session:
@@ -432,7 +431,11 @@ async def test_sqlite_principal_is_one_statement_and_no_transaction_work(
             assert revoked == []
             assert [statement.split()[0] for statement in seen] == ["SELECT"]
             assert isolation == [""]  # no switch to autocommit and back: hops on aiosqlite
-            expected = {"statement": 1, "commit": 1, "rollback": 0 if recommended else 1}
+            expected = {
+                "statement": 1,
+                "commit": 0 if recommended else 1,
+                "rollback": 0 if recommended else 1,
+            }
             assert {name: calls[name] for name in expected} == expected
             assert calls["commit open"] == 0
 
@@ -711,6 +714,39 @@ async def test_recommended_sqlite_engine_still_rolls_back_an_open_transaction() 
             await store.create("b@example.com", {})  # would wait on the lock otherwise
             count = await session.scalar(select(func.count()).select_from(User))
         assert count == 1
+
+
+async def test_recommended_sqlite_engine_commits_and_rolls_back_only_open_transactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its connections send a commit or a rollback to aiosqlite's thread only when SQLite has
+    a transaction open: a read's end costs no trip, while a write still commits (seen from
+    another connection) and a failed write still rolls back."""
+    async with sqlite_database((Base, User, Blacklist), recommended=True) as engine:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            await session.execute(select(func.count()).select_from(User))
+            await session.commit()
+            await session.execute(select(func.count()).select_from(User))
+            await session.rollback()
+        with driver_calls(monkeypatch, engine) as calls:
+            async with sessions() as session:  # a read, ended both ways: no trips
+                await session.execute(select(func.count()).select_from(User))
+                await session.commit()
+                await session.execute(select(func.count()).select_from(User))
+                await session.rollback()
+            assert (calls["statement"], calls["commit"], calls["rollback"]) == (2, 0, 0)
+            async with sessions() as session:  # a write: committed
+                await session.execute(insert(User).values(email="kept@example.com"))
+                await session.commit()
+            assert (calls["commit"], calls["commit open"]) == (1, 1)
+            async with sessions() as session:  # a write rolled back: gone
+                await session.execute(insert(User).values(email="gone@example.com"))
+                await session.rollback()
+            assert calls["rollback"] == 1
+        async with engine.connect() as other:
+            emails = (await other.execute(select(User.email))).scalars().all()
+        assert emails == ["kept@example.com"]
 
 
 async def test_recommended_sqlite_engine_arguments() -> None:
