@@ -17,7 +17,7 @@ losing racer learns nothing: it reloads and decides again from the winner's stat
 The transition table is data: :data:`TRANSITIONS` maps ``(Phase, Input)`` to the rule that
 decides and the outcomes it may give; :func:`request_code` and :func:`submit_guess` look
 the rule up and refuse any outcome the table does not list. A pair absent from the table
-is illegal. The table below is :func:`render_table`'s output, and a test keeps it so:
+is illegal. The tables below are :func:`render_table`'s output, and a test keeps them so:
 
 ============== ================= =================== =========================================
 phase          request_code      submit_guess        submit_unbound
@@ -29,6 +29,16 @@ EXPIRED        Issued | Cooldown Expired             Expired
 ACCOUNT_LOCKED LockedOut         LockedOut           LockedOut
 ============== ================= =================== =========================================
 
+============== =====================
+phase          redeem_link
+============== =====================
+IDLE           WrongLink
+PENDING        Accepted | WrongLink
+EXHAUSTED      Accepted | WrongLink
+EXPIRED        Expired | WrongLink
+ACCOUNT_LOCKED LockedOut | WrongLink
+============== =====================
+
 - ``Issued`` replaces any pending code with a fresh attempt budget. ``Cooldown`` means the
   resend gap (:func:`resend_wait`) has not passed.
 - ``Rejected`` is a counted wrong guess; ``Accepted`` consumes the code and resets failures.
@@ -37,6 +47,12 @@ ACCOUNT_LOCKED LockedOut         LockedOut           LockedOut
 - ``submit_unbound`` evaluates against the unbound budget alone, whatever is left of the
   bound one; its ``Rejected`` counts no failure. (``Expired`` in ``EXHAUSTED``: that row is
   decided before expiry, and a spent bound budget does not stop the code expiring.)
+- ``redeem_link`` presents the magic link sent with the code (its keyed hash): a link that
+  is not this code's (none was sent, a newer code replaced it, it was used) is ``WrongLink``
+  in every phase, checked first, and counts nothing: a link is no guess. The right one logs
+  in like a right code (``Accepted``: the code and its link are consumed together, so one
+  login per challenge, by code or link), also when a guess budget is spent: the link holds
+  128 random bits, no guessable secret.
 - ``LockedOut``: the account reached ``policy.max_failures``; no code is issued and no guess
   is evaluated until ``policy.lockout_duration`` after the last failure.
 - Refusals (everything but ``Issued``, ``Accepted`` and ``Rejected``) change nothing.
@@ -55,9 +71,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Final, TypeAlias, cast
+from typing import Final, cast
 
 from otpcore.domain.codes import hashes_equal
+from otpcore.domain.outcomes import (
+    Accepted,
+    CodeSpent,
+    Cooldown,
+    Expired,
+    GuessOutcome,
+    Issued,
+    IssueOutcome,
+    LinkOutcome,
+    LockedOut,
+    NoChallenge,
+    Outcome,
+    Rejected,
+    WrongLink,
+)
 from otpcore.domain.policy import Policy
 from otpcore.domain.records import ChallengeState
 
@@ -72,14 +103,17 @@ __all__ = [
     "Input",
     "IssueOutcome",
     "Issued",
+    "LinkOutcome",
     "LockedOut",
     "NoChallenge",
     "Outcome",
     "Phase",
     "Rejected",
     "Transition",
+    "WrongLink",
     "keep_until",
     "phase",
+    "redeem_link",
     "render_table",
     "request_code",
     "resend_wait",
@@ -108,81 +142,15 @@ class Input(enum.Enum):
     REQUEST_CODE = "request_code"
     SUBMIT_GUESS = "submit_guess"
     SUBMIT_UNBOUND = "submit_unbound"
+    REDEEM_LINK = "redeem_link"
 
     __hash__ = object.__hash__  # as for Phase
 
 
-# -- outcomes -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Issued:
-    """A new code may be sent; ``state`` holds its hash and must be stored first."""
-
-    state: ChallengeState
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cooldown:
-    """Issuing refused: the resend gap ends in ``retry_after`` whole seconds."""
-
-    retry_after: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LockedOut:
-    """The account is at the failure cap: nothing is issued or evaluated for ``retry_after``
-    whole seconds."""
-
-    retry_after: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Accepted:
-    """The guess was right; ``state`` has the code consumed and failures reset."""
-
-    state: ChallengeState
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rejected:
-    """The guess was wrong and counted in ``state``.
-
-    Attributes:
-        state: The state with this guess counted; store it before revealing the outcome.
-        remaining_attempts: Guesses left on this code.
-        ends_guessing: No further guess will be evaluated after this one: it spent the
-            code's last attempt (``CodeSpent`` follows) or reached ``policy.max_failures``
-            (``LockedOut`` follows).
-    """
-
-    state: ChallengeState
-    remaining_attempts: int
-    ends_guessing: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CodeSpent:
-    """The pending code's attempts are used up; no guess is evaluated against it."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Expired:
-    """The pending code outlived ``policy.code_lifetime``; not counted."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NoChallenge:
-    """No code is pending (never issued, or already consumed); not counted."""
-
-
-IssueOutcome: TypeAlias = Issued | Cooldown | LockedOut
-GuessOutcome: TypeAlias = Accepted | Rejected | CodeSpent | LockedOut | Expired | NoChallenge
-Outcome: TypeAlias = IssueOutcome | GuessOutcome
-
 _CODE_SPENT: Final = CodeSpent()
 _EXPIRED: Final = Expired()
 _NO_CHALLENGE: Final = NoChallenge()
+_WRONG_LINK: Final = WrongLink()
 
 
 # -- the rules the table names -------------------------------------------------------------
@@ -247,6 +215,7 @@ def _evaluate(state: ChallengeState, presented: str, now: datetime, policy: Poli
                 state,
                 code_hash=None,
                 issued_at=None,
+                link_hash=None,
                 attempts=attempts,
                 failures=0,
                 last_failure_at=None,
@@ -284,6 +253,7 @@ def _evaluate_unbound(
                 state,
                 code_hash=None,
                 issued_at=None,
+                link_hash=None,
                 unbound_attempts=attempts,
                 failures=0,
                 last_failure_at=None,
@@ -296,6 +266,41 @@ def _evaluate_unbound(
         remaining_attempts=remaining,
         ends_guessing=remaining == 0,
     )
+
+
+def _link_matches(state: ChallengeState, presented: str) -> bool:
+    return state.link_hash is not None and hashes_equal(state.link_hash, presented)
+
+
+def _redeem_link(state: ChallengeState, presented: str, now: datetime, policy: Policy) -> Outcome:
+    if not _link_matches(state, presented):
+        return _WRONG_LINK
+    return Accepted(
+        state=replace(
+            state,
+            code_hash=None,
+            issued_at=None,
+            link_hash=None,
+            failures=0,
+            last_failure_at=None,
+            version=state.version + 1,
+        )
+    )
+
+
+def _wrong_link(_state: ChallengeState, _hash: str, _now: datetime, _policy: Policy) -> Outcome:
+    return _WRONG_LINK
+
+
+def _link_expired(state: ChallengeState, presented: str, now: datetime, policy: Policy) -> Outcome:
+    # The link first: a wrong one learns nothing about the code's phase.
+    return _EXPIRED if _link_matches(state, presented) else _WRONG_LINK
+
+
+def _link_locked(state: ChallengeState, presented: str, now: datetime, policy: Policy) -> Outcome:
+    if not _link_matches(state, presented):
+        return _WRONG_LINK
+    return _lock_out(state, presented, now, policy)
 
 
 def _code_spent(_state: ChallengeState, _hash: str, _now: datetime, _policy: Policy) -> Outcome:
@@ -320,7 +325,8 @@ class Transition:
     Attributes:
         outcomes: Every outcome type the cell allows, in the order the table names them.
         decide: ``decide(state, hash, now, policy)``; ``hash`` is the new code's hash for
-            ``REQUEST_CODE`` and the presented one for ``SUBMIT_GUESS``.
+            ``REQUEST_CODE``, the presented one for the guesses and the presented link's
+            for ``REDEEM_LINK``.
     """
 
     outcomes: tuple[type[Outcome], ...]
@@ -333,6 +339,7 @@ _UNBOUND: Final = Transition((Accepted, Rejected, CodeSpent), _evaluate_unbound)
 _UNBOUND_SPENT_BOUND: Final = Transition(
     (Accepted, Rejected, CodeSpent, Expired), _evaluate_unbound
 )
+_LINK: Final = Transition((Accepted, WrongLink), _redeem_link)
 
 #: Every legal ``(phase, input)`` pair and its transition; anything absent is illegal.
 TRANSITIONS: Final[Mapping[tuple[Phase, Input], Transition]] = MappingProxyType(
@@ -340,28 +347,39 @@ TRANSITIONS: Final[Mapping[tuple[Phase, Input], Transition]] = MappingProxyType(
         (Phase.IDLE, Input.REQUEST_CODE): _ISSUE,
         (Phase.IDLE, Input.SUBMIT_GUESS): Transition((NoChallenge,), _no_challenge),
         (Phase.IDLE, Input.SUBMIT_UNBOUND): Transition((NoChallenge,), _no_challenge),
+        (Phase.IDLE, Input.REDEEM_LINK): Transition((WrongLink,), _wrong_link),
         (Phase.PENDING, Input.REQUEST_CODE): _ISSUE,
         (Phase.PENDING, Input.SUBMIT_GUESS): Transition((Accepted, Rejected), _evaluate),
         (Phase.PENDING, Input.SUBMIT_UNBOUND): _UNBOUND,
+        (Phase.PENDING, Input.REDEEM_LINK): _LINK,
         (Phase.EXHAUSTED, Input.REQUEST_CODE): _ISSUE,
         (Phase.EXHAUSTED, Input.SUBMIT_GUESS): Transition((CodeSpent,), _code_spent),
         (Phase.EXHAUSTED, Input.SUBMIT_UNBOUND): _UNBOUND_SPENT_BOUND,
+        (Phase.EXHAUSTED, Input.REDEEM_LINK): _LINK,
         (Phase.EXPIRED, Input.REQUEST_CODE): _ISSUE,
         (Phase.EXPIRED, Input.SUBMIT_GUESS): Transition((Expired,), _expired),
         (Phase.EXPIRED, Input.SUBMIT_UNBOUND): Transition((Expired,), _expired),
+        (Phase.EXPIRED, Input.REDEEM_LINK): Transition((Expired, WrongLink), _link_expired),
         (Phase.ACCOUNT_LOCKED, Input.REQUEST_CODE): _LOCK_OUT,
         (Phase.ACCOUNT_LOCKED, Input.SUBMIT_GUESS): _LOCK_OUT,
         (Phase.ACCOUNT_LOCKED, Input.SUBMIT_UNBOUND): _LOCK_OUT,
+        (Phase.ACCOUNT_LOCKED, Input.REDEEM_LINK): Transition((LockedOut, WrongLink), _link_locked),
     }
 )
 
 
-def render_table() -> str:
-    """:data:`TRANSITIONS` as the reStructuredText table the module docstring shows."""
-    rows = [["phase", *(i.value for i in Input)]]
+#: The columns of each table the module docstring shows (one table would not fit a line).
+_TABLES: Final = (
+    (Input.REQUEST_CODE, Input.SUBMIT_GUESS, Input.SUBMIT_UNBOUND),
+    (Input.REDEEM_LINK,),
+)
+
+
+def _render(inputs: tuple[Input, ...]) -> str:
+    rows = [["phase", *(i.value for i in inputs)]]
     for p in Phase:
         cells = [p.name]
-        for i in Input:
+        for i in inputs:
             transition = TRANSITIONS.get((p, i))
             names = [t.__name__ for t in transition.outcomes] if transition else ["(illegal)"]
             cells.append(" | ".join(names))
@@ -374,6 +392,13 @@ def render_table() -> str:
 
     body = [line(row).rstrip() for row in rows[1:]]
     return "\n".join([rule, line(rows[0]).rstrip(), rule, *body, rule])
+
+
+def render_table() -> str:
+    """:data:`TRANSITIONS` as the reStructuredText tables the module docstring shows: the
+    code's inputs, then the link's."""
+    assert {i for inputs in _TABLES for i in inputs} == set(Input)
+    return "\n\n".join(_render(inputs) for inputs in _TABLES)
 
 
 def phase(state: ChallengeState, *, now: datetime, policy: Policy) -> Phase:
@@ -405,14 +430,23 @@ def _step(
 
 
 def request_code(
-    state: ChallengeState, *, code_hash: str, now: datetime, policy: Policy
+    state: ChallengeState,
+    *,
+    code_hash: str,
+    now: datetime,
+    policy: Policy,
+    link_hash: str | None = None,
 ) -> IssueOutcome:
     """Decide whether a new code may be issued now and, if so, the state that records it.
 
     The new code replaces any pending one, with a fresh attempt budget; ``failures`` carries
-    over, and the required gap since the last code grows with it (:func:`resend_wait`).
+    over, and the required gap since the last code grows with it (:func:`resend_wait`). Its
+    magic link (``link_hash``, or none) replaces any earlier link too.
     """
-    return cast(IssueOutcome, _step(state, Input.REQUEST_CODE, code_hash, now, policy))
+    outcome = cast(IssueOutcome, _step(state, Input.REQUEST_CODE, code_hash, now, policy))
+    if isinstance(outcome, Issued):
+        return Issued(state=replace(outcome.state, link_hash=link_hash))
+    return outcome
 
 
 def submit_guess(
@@ -436,6 +470,17 @@ def submit_unbound_guess(
     bound one; a wrong one counts no failure. Refusals change nothing.
     """
     return cast(GuessOutcome, _step(state, Input.SUBMIT_UNBOUND, presented_hash, now, policy))
+
+
+def redeem_link(
+    state: ChallengeState, *, presented_hash: str, now: datetime, policy: Policy
+) -> LinkOutcome:
+    """Decide a magic link (its keyed hash) presented for this challenge.
+
+    ``Accepted`` consumes the code and the link together; ``WrongLink``, ``Expired`` and
+    ``LockedOut`` change nothing and count nothing.
+    """
+    return cast(LinkOutcome, _step(state, Input.REDEEM_LINK, presented_hash, now, policy))
 
 
 def keep_until(state: ChallengeState, *, policy: Policy) -> datetime:

@@ -67,6 +67,9 @@ class ChallengeState:
         unbound_attempts: Guesses counted against the pending code from clients that
             presented no binding (one shared budget per code; see
             :class:`PendingChallenge`).
+        link_hash: Keyed hash of the magic link sent with the pending code, or ``None``
+            (links off, or the code consumed). Only pending challenges keep one; the user
+            row's legacy state never does.
     """
 
     code_hash: str | None = None
@@ -77,6 +80,7 @@ class ChallengeState:
     last_failure_at: datetime | None = None
     version: int = 0
     unbound_attempts: int = 0
+    link_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

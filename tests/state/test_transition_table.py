@@ -34,7 +34,9 @@ from otpcore.domain.challenge import (
     Phase,
     Rejected,
     Transition,
+    WrongLink,
     phase,
+    redeem_link,
     render_table,
     request_code,
     submit_guess,
@@ -60,6 +62,9 @@ POLICY = Policy(
 CODE_HASH = hash_code(SECRET, EMAIL, "123456")
 WRONG_HASH = hash_code(SECRET, EMAIL, "654321")
 NEW_HASH = hash_code(SECRET, EMAIL, "111111")
+# Keyed hashes of the pending code's magic link and of another one (issue 9).
+LINK_HASH = "link-hash-of-the-pending-code-0123456789abc"
+WRONG_LINK_HASH = "link-hash-of-some-other-link-0123456789abcd"
 
 
 class Input(enum.Enum):
@@ -68,12 +73,34 @@ class Input(enum.Enum):
     WRONG_GUESS = "wrong guess"
     RIGHT_UNBOUND = "right unbound guess"
     WRONG_UNBOUND = "wrong unbound guess"
+    RIGHT_LINK = "right link"
+    WRONG_LINK = "wrong link"
 
 
-Outcome = Issued | Cooldown | LockedOut | Accepted | Rejected | CodeSpent | Expired | NoChallenge
+Outcome = (
+    Issued
+    | Cooldown
+    | LockedOut
+    | Accepted
+    | Rejected
+    | CodeSpent
+    | Expired
+    | NoChallenge
+    | WrongLink
+)
 OUTCOME_TYPES: dict[str, type[Outcome]] = {
     t.__name__: t
-    for t in (Issued, Cooldown, LockedOut, Accepted, Rejected, CodeSpent, Expired, NoChallenge)
+    for t in (
+        Issued,
+        Cooldown,
+        LockedOut,
+        Accepted,
+        Rejected,
+        CodeSpent,
+        Expired,
+        NoChallenge,
+        WrongLink,
+    )
 }
 #: The table's column each of this test's inputs falls in.
 COLUMN = {
@@ -82,38 +109,47 @@ COLUMN = {
     Input.WRONG_GUESS: challenge.Input.SUBMIT_GUESS,
     Input.RIGHT_UNBOUND: challenge.Input.SUBMIT_UNBOUND,
     Input.WRONG_UNBOUND: challenge.Input.SUBMIT_UNBOUND,
+    Input.RIGHT_LINK: challenge.Input.REDEEM_LINK,
+    Input.WRONG_LINK: challenge.Input.REDEEM_LINK,
 }
+#: Each documented table's header (the code's inputs, then the link's).
+HEADERS = (
+    ["phase", "request_code", "submit_guess", "submit_unbound"],
+    ["phase", "redeem_link"],
+)
 
 
 def parse_documented_table() -> dict[tuple[Phase, Input], frozenset[type[Outcome]]]:
-    """Read the reStructuredText table in ``otpcore.domain.challenge.__doc__``."""
+    """Read the reStructuredText tables in ``otpcore.domain.challenge.__doc__``."""
     doc = challenge.__doc__
     assert doc is not None
     lines = doc.splitlines()
     rules = [i for i, line in enumerate(lines) if re.fullmatch(r"=+( +=+)+", line)]
-    assert len(rules) == 3, "expected a simple rST table: top rule, header rule, bottom rule"
-    spans = [m.span() for m in re.finditer(r"=+", lines[rules[0]])]
-    header = [lines[rules[0] + 1][a:b].strip() for a, b in spans]
-    assert header == ["phase", "request_code", "submit_guess", "submit_unbound"]
+    assert len(rules) == 3 * len(HEADERS), "expected simple rST tables: top, header, bottom rule"
+
+    def outcomes(cell: str) -> frozenset[type[Outcome]]:
+        named = {w for w in re.findall(r"[A-Z][A-Za-z]+", cell) if w in OUTCOME_TYPES}
+        assert named, f"no outcome named in {cell!r}"
+        return frozenset(OUTCOME_TYPES[w] for w in named)
 
     table: dict[tuple[Phase, Input], frozenset[type[Outcome]]] = {}
-    for line in lines[rules[1] + 1 : rules[2]]:
-        last = len(spans) - 1
-        cells = [
-            line[a:b].strip() if i < last else line[a:].strip() for i, (a, b) in enumerate(spans)
-        ]
-        row_phase = Phase[cells[0]]
-
-        def outcomes(cell: str) -> frozenset[type[Outcome]]:
-            named = {w for w in re.findall(r"[A-Z][A-Za-z]+", cell) if w in OUTCOME_TYPES}
-            assert named, f"no outcome named in {cell!r}"
-            return frozenset(OUTCOME_TYPES[w] for w in named)
-
-        table[(row_phase, Input.REQUEST_CODE)] = outcomes(cells[1])
-        table[(row_phase, Input.RIGHT_GUESS)] = outcomes(cells[2])
-        table[(row_phase, Input.WRONG_GUESS)] = outcomes(cells[2])
-        table[(row_phase, Input.RIGHT_UNBOUND)] = outcomes(cells[3])
-        table[(row_phase, Input.WRONG_UNBOUND)] = outcomes(cells[3])
+    for number, expected_header in enumerate(HEADERS):
+        top, head, bottom = rules[3 * number : 3 * number + 3]
+        spans = [m.span() for m in re.finditer(r"=+", lines[top])]
+        header = [lines[top + 1][a:b].strip() for a, b in spans]
+        assert header == expected_header
+        assert head == top + 2
+        for line in lines[head + 1 : bottom]:
+            last = len(spans) - 1
+            cells = [
+                line[a:b].strip() if i < last else line[a:].strip()
+                for i, (a, b) in enumerate(spans)
+            ]
+            row_phase = Phase[cells[0]]
+            for column, cell in zip(header[1:], cells[1:], strict=True):
+                for inp in Input:
+                    if COLUMN[inp].value == column:
+                        table[(row_phase, inp)] = outcomes(cell)
     return table
 
 
@@ -148,6 +184,19 @@ EXPECTED: dict[tuple[Phase, Input], frozenset[type[Outcome]]] = {
     (Phase.EXPIRED, Input.WRONG_UNBOUND): frozenset({Expired}),
     (Phase.ACCOUNT_LOCKED, Input.RIGHT_UNBOUND): frozenset({LockedOut}),
     (Phase.ACCOUNT_LOCKED, Input.WRONG_UNBOUND): frozenset({LockedOut}),
+    # The magic link (issue 9): a wrong one is WrongLink in every phase; the right one logs
+    # in whatever is left of either guess budget, but not once the code expired or the
+    # binding is locked (a locked state without a code has no link to match).
+    (Phase.IDLE, Input.RIGHT_LINK): frozenset({WrongLink}),
+    (Phase.IDLE, Input.WRONG_LINK): frozenset({WrongLink}),
+    (Phase.PENDING, Input.RIGHT_LINK): frozenset({Accepted}),
+    (Phase.PENDING, Input.WRONG_LINK): frozenset({WrongLink}),
+    (Phase.EXHAUSTED, Input.RIGHT_LINK): frozenset({Accepted}),
+    (Phase.EXHAUSTED, Input.WRONG_LINK): frozenset({WrongLink}),
+    (Phase.EXPIRED, Input.RIGHT_LINK): frozenset({Expired}),
+    (Phase.EXPIRED, Input.WRONG_LINK): frozenset({WrongLink}),
+    (Phase.ACCOUNT_LOCKED, Input.RIGHT_LINK): frozenset({LockedOut, WrongLink}),
+    (Phase.ACCOUNT_LOCKED, Input.WRONG_LINK): frozenset({WrongLink}),
 }
 
 
@@ -163,6 +212,8 @@ class Example:
     #: The unbound lane's outcomes; ``None``: the same as the bound lane's.
     right_unbound: Outcome | type[Outcome] | None = None
     wrong_unbound: Outcome | type[Outcome] | None = None
+    #: The right link's outcome; ``None``: what the phase gives (:data:`RIGHT_LINK_BY_PHASE`).
+    right_link: Outcome | type[Outcome] | None = None
 
 
 def ago(**kwargs: float) -> datetime:
@@ -170,7 +221,11 @@ def ago(**kwargs: float) -> datetime:
 
 
 PENDING_BASE = ChallengeState(
-    code_hash=CODE_HASH, issued_at=ago(seconds=10), last_request_at=ago(seconds=10), version=4
+    code_hash=CODE_HASH,
+    issued_at=ago(seconds=10),
+    last_request_at=ago(seconds=10),
+    version=4,
+    link_hash=LINK_HASH,
 )
 
 
@@ -327,8 +382,17 @@ EXAMPLES: dict[Phase, list[Example]] = {
             LockedOut(retry_after=1),
             LockedOut(retry_after=1),
             LockedOut(retry_after=1),
+            right_link=WrongLink(),
         ),
     ],
+}
+
+RIGHT_LINK_BY_PHASE: dict[Phase, Outcome | type[Outcome]] = {
+    Phase.IDLE: WrongLink(),
+    Phase.PENDING: Accepted,
+    Phase.EXHAUSTED: Accepted,
+    Phase.EXPIRED: Expired(),
+    Phase.ACCOUNT_LOCKED: LockedOut,
 }
 
 CASES = [
@@ -342,6 +406,9 @@ CASES = [
 def run(state: ChallengeState, inp: Input) -> Outcome:
     if inp is Input.REQUEST_CODE:
         return request_code(state, code_hash=NEW_HASH, now=NOW, policy=POLICY)
+    if inp in (Input.RIGHT_LINK, Input.WRONG_LINK):
+        link = LINK_HASH if inp is Input.RIGHT_LINK else WRONG_LINK_HASH
+        return redeem_link(state, presented_hash=link, now=NOW, policy=POLICY)
     presented = CODE_HASH if inp in (Input.RIGHT_GUESS, Input.RIGHT_UNBOUND) else WRONG_HASH
     if inp in (Input.RIGHT_UNBOUND, Input.WRONG_UNBOUND):
         return submit_unbound_guess(state, presented_hash=presented, now=NOW, policy=POLICY)
@@ -361,8 +428,15 @@ def test_documented_table_says_what_we_expect() -> None:
         assert DOCUMENTED[(evaluated, Input.RIGHT_UNBOUND)] == (
             EXPECTED[(evaluated, Input.RIGHT_UNBOUND)] | EXPECTED[(evaluated, Input.WRONG_UNBOUND)]
         )
+    links = (Input.RIGHT_LINK, Input.WRONG_LINK)
+    for p in Phase:
+        assert DOCUMENTED[(p, Input.RIGHT_LINK)] == (
+            EXPECTED[(p, Input.RIGHT_LINK)] | EXPECTED[(p, Input.WRONG_LINK)]
+        )
     unbound = (Input.RIGHT_UNBOUND, Input.WRONG_UNBOUND)
     for key, allowed in DOCUMENTED.items():
+        if key[1] in links:
+            continue
         if key[1] in unbound and key[0] in (Phase.PENDING, Phase.EXHAUSTED):
             continue
         if key[0] is not Phase.PENDING or key[1] is Input.REQUEST_CODE or key[1] in unbound:
@@ -400,6 +474,10 @@ def test_transition(expected_phase: Phase, example: Example, inp: Input) -> None
         Input.WRONG_UNBOUND: example.wrong
         if example.wrong_unbound is None
         else example.wrong_unbound,
+        Input.RIGHT_LINK: RIGHT_LINK_BY_PHASE[expected_phase]
+        if example.right_link is None
+        else example.right_link,
+        Input.WRONG_LINK: WrongLink(),
     }[inp]
     if isinstance(want, type):
         assert isinstance(outcome, want)
@@ -413,10 +491,17 @@ def test_transition(expected_phase: Phase, example: Example, inp: Input) -> None
             if inp is Input.WRONG_UNBOUND:
                 assert new.failures == state.failures  # unbound guesses count no failure
                 assert new.attempts == state.attempts  # nor touch the bound budget
+            if inp is Input.RIGHT_LINK:
+                # A link is no guess: neither budget moves; code and link are consumed.
+                assert (new.attempts, new.unbound_attempts) == (
+                    state.attempts,
+                    state.unbound_attempts,
+                )
+                assert (new.code_hash, new.link_hash, new.failures) == (None, None, 0)
         case Cooldown(retry_after=retry) | LockedOut(retry_after=retry):
             assert retry > 0
             assert not hasattr(outcome, "state")
-        case CodeSpent() | Expired() | NoChallenge():
+        case CodeSpent() | Expired() | NoChallenge() | WrongLink():
             assert not hasattr(outcome, "state")
 
 
@@ -570,3 +655,39 @@ def test_rejected_says_whether_it_ends_guessing(
     assert outcome.ends_guessing is ends
     after = submit_guess(outcome.state, presented_hash=CODE_HASH, now=NOW, policy=POLICY)
     assert isinstance(after, CodeSpent | LockedOut) is ends
+
+
+# --- the magic link (issue 9) ----------------------------------------------------------------
+
+
+def test_a_new_code_replaces_the_link() -> None:
+    state = pending(issued_at=ago(minutes=2), last_request_at=ago(minutes=2))
+    with_link = request_code(state, code_hash=NEW_HASH, link_hash="new", now=NOW, policy=POLICY)
+    assert isinstance(with_link, Issued)
+    assert with_link.state.link_hash == "new"
+    without = request_code(state, code_hash=NEW_HASH, now=NOW, policy=POLICY)
+    assert isinstance(without, Issued)
+    assert without.state.link_hash is None
+    # The old link is dead on the new code.
+    old = redeem_link(without.state, presented_hash=LINK_HASH, now=NOW, policy=POLICY)
+    assert old == WrongLink()
+
+
+@pytest.mark.parametrize("guess", [submit_guess, submit_unbound_guess])
+def test_a_right_code_spends_the_link(guess: Callable[..., Any]) -> None:
+    outcome = guess(pending(), presented_hash=CODE_HASH, now=NOW, policy=POLICY)
+    assert isinstance(outcome, Accepted)
+    assert outcome.state.link_hash is None
+    after = redeem_link(outcome.state, presented_hash=LINK_HASH, now=NOW, policy=POLICY)
+    assert after == WrongLink()
+
+
+def test_a_used_link_spends_the_code() -> None:
+    outcome = redeem_link(pending(), presented_hash=LINK_HASH, now=NOW, policy=POLICY)
+    assert isinstance(outcome, Accepted)
+    assert submit_guess(outcome.state, presented_hash=CODE_HASH, now=NOW, policy=POLICY) == (
+        NoChallenge()
+    )
+    assert redeem_link(outcome.state, presented_hash=LINK_HASH, now=NOW, policy=POLICY) == (
+        WrongLink()
+    )
