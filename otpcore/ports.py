@@ -156,7 +156,9 @@ class ChallengeStore(Protocol):
 
     Records are keyed by ``id`` (a keyed hash of the requester's ``challenge_id``) and found
     for unbound guesses by ``subject`` (a keyed hash of the address), so the same calls are
-    made for known and unknown addresses. ``purge_expired`` deletes records whose
+    made for known and unknown addresses. A magic link names its record's ``id``, so
+    redeeming one is ``find_challenge`` and ``update_challenge`` too. Every field of
+    ``state`` round-trips, ``state.link_hash`` (the link's keyed hash, or null) included. ``purge_expired`` deletes records whose
     ``expires_at <= now`` (one more statement, not counted in its result).
     """
 

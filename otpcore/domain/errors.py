@@ -17,6 +17,7 @@ __all__ = [
     "ContentionError",
     "DeliveryBusy",
     "DeliveryError",
+    "LinkInvalid",
     "OTPAuthError",
     "RateLimited",
     "RefreshReused",
@@ -64,6 +65,16 @@ class CodeInvalid(OTPAuthError):
     ) -> None:
         super().__init__(message)
         self.remaining_attempts = remaining_attempts
+
+
+class LinkInvalid(OTPAuthError):
+    """The magic link is malformed, unknown, already used, or replaced by a newer code.
+
+    Never a code guess: no attempt is counted for it.
+    """
+
+    code = "link_invalid"
+    default_message = "This sign-in link is not valid. Please request a new code."
 
 
 class CodeExpired(OTPAuthError):

@@ -32,6 +32,7 @@ __all__ = [
     "LINK_SECRET_BITS",
     "MAX_LINK_LENGTH",
     "LinkParts",
+    "check_link_base",
     "link_hash",
     "link_url",
     "new_link",
@@ -90,6 +91,25 @@ def parse_link(token: str) -> LinkParts | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return LinkParts(key, drawn, email)
+
+
+def check_link_base(base: str) -> None:
+    """Refuse a magic-link base URL that cannot work: it must be an absolute ``https://``
+    (or, for development, ``http://``) URL without a fragment.
+
+    Raises:
+        ValueError: Naming what is wrong.
+    """
+    if not isinstance(base, str):
+        raise ValueError(f"a magic link base URL must be a string, got {base!r}")
+    parts = urlsplit(base)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ValueError(
+            f"a magic link base URL must be absolute, e.g. 'https://app.example.com/auth/magic'; "
+            f"got {base!r}"
+        )
+    if parts.fragment:
+        raise ValueError(f"a magic link base URL may not have a fragment, got {base!r}")
 
 
 def link_url(base: str, token: str) -> str:

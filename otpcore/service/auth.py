@@ -17,11 +17,12 @@ from typing import Any, Generic, TypeVar
 from otpcore.delivery import CallbackMailer, Mailer, Outbox, RetryPolicy
 from otpcore.domain.events import EventSink
 from otpcore.domain.limits import Limits
+from otpcore.domain.links import check_link_base
 from otpcore.domain.policy import Policy
 from otpcore.domain.records import Claims
 from otpcore.domain.sessions import RevocationMirror
 from otpcore.ports import LimitStore, Store
-from otpcore.service import codes, mirror, sessions
+from otpcore.service import codes, links, mirror, sessions
 from otpcore.service.context import (
     RevocationSource,
     Settings,
@@ -71,6 +72,7 @@ class OTPAuth(Generic[U]):
         outbox_capacity: int = 1000,
         outbox_concurrency: int = 4,
         retry: RetryPolicy | None = None,
+        magic_link_url: str | None = None,
     ) -> None:
         """Configure the service.
 
@@ -103,9 +105,18 @@ class OTPAuth(Generic[U]):
                 raises :class:`~otpcore.domain.errors.DeliveryBusy`.
             outbox_concurrency: Deliveries running at once.
             retry: When transient delivery failures are tried again.
+            magic_link_url: Send each code with a magic link, ``<magic_link_url>?t=<token>``
+                (e.g. ``"https://app.example.com/auth/magic"``), that :meth:`redeem_link`
+                takes; ``None`` (the default) sends codes alone.
+
+        Raises:
+            ValueError: ``max_retries`` below 1, or ``magic_link_url`` not an absolute
+                http(s) URL.
         """
         if max_retries < 1:
             raise ValueError("max_retries must be at least 1")
+        if magic_link_url is not None:
+            check_link_base(magic_link_url)
         mailer = sender if isinstance(sender, Mailer) else CallbackMailer(sender)
         outbox = Outbox(
             mailer,
@@ -133,6 +144,7 @@ class OTPAuth(Generic[U]):
             revocation_source=revocation_source,
             limits=limits if limits is not None else Limits(),
             limit_store=limit_store,
+            magic_link_url=magic_link_url,
         )
         self.store = store
 
@@ -257,6 +269,42 @@ class OTPAuth(Generic[U]):
             email,
             code,
             challenge_id=challenge_id,
+            ip=ip,
+            user_agent=user_agent,
+            device=device,
+        )
+
+    async def redeem_link(
+        self,
+        token: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        device: str | None = None,
+    ) -> Login[U]:
+        """Redeem a magic link (the ``t`` of ``<magic_link_url>?t=<token>``): a new session
+        and its token pair, exactly as a right code gives.
+
+        The link spends the same challenge as its code: of any number of concurrent
+        redeems and right guesses, across processes, exactly one logs in, and the other
+        way in is dead after it. It works on any device (the token names its challenge)
+        and expires with the code. A wrong link is not a guess: it counts no attempt.
+
+        Args:
+            token: The link's token, as it came.
+            ip: The client's address, kept on the session.
+            user_agent: The client's ``User-Agent``, kept on the session (256 characters).
+            device: The :attr:`Login.device` allowance this client holds, if any.
+
+        Raises:
+            LinkInvalid: Malformed, unknown, used, or replaced by a newer code.
+            CodeExpired: The code (and so its link) outlived its lifetime.
+            AccountLocked: The binding the link belongs to is locked.
+        """
+        return await links.redeem_link(
+            self._s,
+            require_store(self.store),
+            token,
             ip=ip,
             user_agent=user_agent,
             device=device,

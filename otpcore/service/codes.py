@@ -38,6 +38,7 @@ from otpcore.domain.events import (
     LoginSucceeded,
     OTPLocked,
 )
+from otpcore.domain.links import link_url, new_link
 from otpcore.domain.records import Account, ChallengeState, PendingChallenge
 from otpcore.ports import LimitStore, Store
 from otpcore.service.context import Settings, emit
@@ -46,7 +47,7 @@ from otpcore.service.ordering import next_order
 from otpcore.service.results import CodeRequest, Login
 from otpcore.service.sessions import open_session
 
-__all__ = ["request_code", "verify_code"]
+__all__ = ["account_for", "log_in", "request_code", "verify_code"]
 
 U = TypeVar("U")
 
@@ -83,9 +84,19 @@ async def request_code(
 
     code = generate_code(s.policy.code_length, s.randbelow, developer_mode=s.policy.developer_mode)
     code_hash = hash_code(secret, email, code)
+    assert challenge_id is not None
+    key = rules.challenge_key(secret, challenge_id)
+    link: str | None = None
+    link_hash: str | None = None
+    if s.magic_link_url is not None:
+        # Drawn for unknown addresses too: the same work whether or not mail is sent.
+        token, link_hash = new_link(secret, key, email, s.randbelow)
+        link = link_url(s.magic_link_url, token)
     before = binding.state if binding is not None else ChallengeState()
     # The binding's own cooldown first: a resend refused by it spends no send budget.
-    outcome = challenge.request_code(before, code_hash=code_hash, now=now, policy=s.policy)
+    outcome = challenge.request_code(
+        before, code_hash=code_hash, link_hash=link_hash, now=now, policy=s.policy
+    )
     _raise_issue_refusal(s, email, outcome, now)
 
     # An outbox slot before the account lookup: a full outbox refuses every address alike.
@@ -98,10 +109,8 @@ async def request_code(
             emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
             raise UserNotFound()
 
-        assert challenge_id is not None
-        key = rules.challenge_key(secret, challenge_id)
         issued = await _store_issued(
-            s, store, key, subject, binding, outcome, code_hash, now, email
+            s, store, key, subject, binding, outcome, (code_hash, link_hash), now, email
         )
         user_id = account.user_id if account is not None else None
         emit(s, CodeRequested(at=now, email=email, user_id=user_id, outcome="issued"))
@@ -114,6 +123,7 @@ async def request_code(
                     user_id=user_id,
                     binding=key,
                     accept_language=accept_language,
+                    link=link,
                 )
             )
     # Let the delivery task start: an in-process sender that does no I/O has delivered by
@@ -149,7 +159,7 @@ async def _store_issued(
     subject: str,
     binding: PendingChallenge | None,
     outcome: challenge.IssueOutcome,
-    code_hash: str,
+    hashes: tuple[str, str | None],
     now: datetime,
     email: str,
 ) -> ChallengeState:
@@ -183,8 +193,9 @@ async def _store_issued(
         if reloaded is None:
             raise ContentionError()
         binding = reloaded
+        code_hash, link_hash = hashes
         outcome = challenge.request_code(
-            binding.state, code_hash=code_hash, now=now, policy=s.policy
+            binding.state, code_hash=code_hash, link_hash=link_hash, now=now, policy=s.policy
         )
         _raise_issue_refusal(s, email, outcome, now)
         assert isinstance(outcome, challenge.Issued)
@@ -267,7 +278,7 @@ async def verify_code(
         if isinstance(decision, challenge.Accepted):
             # Before the code is spent: an account that cannot be created (a required column
             # and no new_user_fields hook) leaves the code for another try.
-            account = await _account_for(s, store, email)
+            account = await account_for(s, store, email)
         if not await store.update_challenge(
             record.id,
             expected_version=before.version,
@@ -279,7 +290,7 @@ async def verify_code(
             _rejected(s, email, decision, now)
         if account is None:  # only a lucky guess on a code that was never sent
             _refused(s, email, None, CodeInvalid(), now)
-        return await _log_in(s, store, account, subject, device_nonce, now, user_agent, ip)
+        return await log_in(s, store, account, subject, device_nonce, now, user_agent, ip)
     raise ContentionError()
 
 
@@ -302,7 +313,7 @@ def _rejected(
     raise CodeInvalid(remaining_attempts=remaining)
 
 
-async def _account_for(s: Settings[U], store: Store[U], email: str) -> Account[U] | None:
+async def account_for(s: Settings[U], store: Store[U], email: str) -> Account[U] | None:
     """The account a right code logs in: found, or created with ``auto_create_user``."""
     account = await store.find_by_email(email)
     if account is None and s.auto_create_user:
@@ -311,7 +322,7 @@ async def _account_for(s: Settings[U], store: Store[U], email: str) -> Account[U
     return account
 
 
-async def _log_in(
+async def log_in(
     s: Settings[U],
     store: Store[U],
     account: Account[U],

@@ -63,6 +63,8 @@ class Settings(Generic[U]):
     revocation_source: RevocationSource | None
     limits: Limits = field(default_factory=Limits)
     limit_store: LimitStore | None = None
+    #: Where magic links point (``<base>?t=<token>``); ``None``: codes are sent without one.
+    magic_link_url: str | None = None
 
 
 def require_store(store: Store[U] | None) -> Store[U]:

@@ -37,7 +37,7 @@ _INSTANTS: Final = ("issued_at", "last_request_at", "last_failure_at")
 def _state_fields(state: ChallengeState, expires_at: datetime) -> dict[str, Any]:
     if state.last_request_at is None:
         raise ValueError("a pending challenge needs state.last_request_at")
-    fields: dict[str, Any] = {"code_hash": state.code_hash}
+    fields: dict[str, Any] = {"code_hash": state.code_hash, "link_hash": state.link_hash}
     fields.update({name: getattr(state, name) for name in _COUNTS})
     fields.update({name: opt_to_db(getattr(state, name)) for name in _INSTANTS})
     fields["last_request_ms"] = to_ms(state.last_request_at)
@@ -67,7 +67,7 @@ def challenge_of(doc: Mapping[str, Any]) -> PendingChallenge:
         raise StorageError("A stored challenge is missing expires_at.")
     values: dict[str, Any] = {name: int(doc.get(name) or 0) for name in _COUNTS}
     values.update({name: from_db(doc.get(name)) for name in _INSTANTS})
-    state = ChallengeState(code_hash=doc.get("code_hash"), **values)
+    state = ChallengeState(code_hash=doc.get("code_hash"), link_hash=doc.get("link_hash"), **values)
     return PendingChallenge(
         id=str(doc["_id"]),
         subject=str(doc["subject"]),

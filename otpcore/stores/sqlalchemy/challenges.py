@@ -49,6 +49,7 @@ _STATE: Final = (
     "last_request_at",
     "last_failure_at",
     "version",
+    "link_hash",
 )
 _COLUMNS: Final = ("id", "subject", *_STATE, "expires_at", "issue_order")
 

@@ -159,6 +159,8 @@ def _challenges_columns(name: str) -> tuple[SchemaItem, ...]:
         Column("expires_at", UTCDateTime, nullable=False),
         # Ties of last_request_at (two codes in one instant): the later issue is the newest.
         Column("issue_order", BigInteger, nullable=False, default=0, server_default=text("0")),
+        # The keyed hash of the magic link sent with the pending code (issue 9), if any.
+        Column("link_hash", String(64), nullable=True),
         # The subject's newest record (unbound guesses), and the purge: one index range each.
         Index(f"ix_{name}_subject_last_request_at", "subject", "last_request_at"),
         Index(f"ix_{name}_expires_at", "expires_at"),

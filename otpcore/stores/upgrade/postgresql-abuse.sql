@@ -18,8 +18,11 @@ CREATE TABLE IF NOT EXISTS token_blacklist_challenges (
     version INTEGER DEFAULT 0 NOT NULL,
     expires_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
     issue_order BIGINT DEFAULT 0 NOT NULL,
+    link_hash VARCHAR(64),
     PRIMARY KEY (id)
 );
+-- The magic link's keyed hash (issue 9), for a table made by an earlier version of this script.
+ALTER TABLE token_blacklist_challenges ADD COLUMN IF NOT EXISTS link_hash VARCHAR(64);
 CREATE INDEX IF NOT EXISTS ix_token_blacklist_challenges_subject_last_request_at
     ON token_blacklist_challenges (subject, last_request_at);
 CREATE INDEX IF NOT EXISTS ix_token_blacklist_challenges_expires_at

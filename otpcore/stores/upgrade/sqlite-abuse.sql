@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS token_blacklist_challenges (
     version INTEGER DEFAULT 0 NOT NULL,
     expires_at DATETIME NOT NULL,
     issue_order BIGINT DEFAULT 0 NOT NULL,
+    link_hash VARCHAR(64),
     PRIMARY KEY (id)
 );
 CREATE INDEX IF NOT EXISTS ix_token_blacklist_challenges_subject_last_request_at
