@@ -25,10 +25,16 @@ from otpcore.domain.errors import ConfigurationError
 from otpcore.domain.policy import HMAC_MIN_BYTES, Policy, check_secret
 from otpcore.ports import RevocationStore
 from otpcore.service import OTPAuth
-from otpcore.tokens import KeySet, SigningKey, VerificationKey
+from otpcore.tokens import KeySet
 from otpcore_fastapi.mail import build_mailer, outbox_options
 from otpcore_fastapi.schemas import CHALLENGE_ID_MAX_LENGTH, DEVICE_MAX_LENGTH
-from otpcore_fastapi.settings import build_limits, check_cookie_settings
+from otpcore_fastapi.settings import (
+    build_keys,
+    build_limits,
+    check_client_id,
+    check_cookie_settings,
+    check_magic_link,
+)
 from otpcore_fastapi.store_source import StoreSource, current_request
 from otpcore_fastapi.transport import BindingCookie, RefreshTransport
 
@@ -42,7 +48,6 @@ RevocationSource = Callable[[], AbstractAsyncContextManager[RevocationStore]]
 _ENV_VARIABLES: Final = ("OTPCORE_ENV", "ENVIRONMENT")
 #: Overridable methods whose instance assignment rebuilds the service, like a setting's.
 _HOOKS: Final = frozenset({"send_otp", "get_additional_claims", "new_user_fields", "now"})
-_SYMMETRIC: Final = frozenset(HMAC_MIN_BYTES)
 
 
 def _utc_now() -> datetime:
@@ -201,6 +206,14 @@ class OTPAuthConfig(ABC):
     #: Longest wait between two retries (retries stop when the code expires).
     delivery_retry_max_delay: timedelta = timedelta(seconds=60)
 
+    # -- magic link: a link beside the code in each e-mail (docs/delivery.md) ---------------
+    #: The link's page, e.g. ``"https://app.example.com/auth/magic"`` (the router's
+    #: ``GET /magic``); each e-mail links ``<magic_link_url>?t=<token>``. ``None``: no link.
+    magic_link_url: str | None = None
+    #: Where the link's page sends the browser after logging in (a 303): a path on this
+    #: site, or an absolute http(s) URL.
+    magic_link_redirect: str = "/"
+
     _current: _Built
 
     def __init__(self) -> None:
@@ -346,12 +359,12 @@ class OTPAuthConfig(ABC):
                 idle_timeout=self.session_idle_timeout,
                 refresh_grace=self.refresh_grace_period,
                 leeway=self.clock_skew_leeway,
-                client_id=_client_id(self.client_id),
+                client_id=check_client_id(self.client_id),
                 developer_mode=self.developer_mode,
                 environment=environment,
             )
             check_cookie_settings(self, environment)
-            keys = self._build_keys()
+            keys = build_keys(self)
             source = self._explicit_source()
             auth: OTPAuth[Any] = OTPAuth(
                 policy=policy,
@@ -366,6 +379,7 @@ class OTPAuthConfig(ABC):
                 mirror_interval=self.revocation_mirror_interval,
                 revocation_source=source or self._open_recorded_source,
                 limits=build_limits(self),
+                magic_link_url=check_magic_link(self),
                 **outbox_options(self),
             )
             transport = RefreshTransport(self)
@@ -419,29 +433,6 @@ class OTPAuthConfig(ABC):
             )
         return source
 
-    def _build_keys(self) -> KeySet:
-        if self.private_key is None:
-            if self.public_keys:
-                raise ConfigurationError("public_keys needs private_key (the key that signs)")
-            if self.algorithm not in _SYMMETRIC:
-                raise ConfigurationError(
-                    f"algorithm {self.algorithm!r} needs private_key; without one use "
-                    f"{', '.join(sorted(_SYMMETRIC))}"
-                )
-            return KeySet.symmetric(self.secret_key.encode(), self.algorithm)
-        if self.algorithm in _SYMMETRIC:
-            raise ConfigurationError(
-                "private_key needs an asymmetric algorithm: set algorithm to "
-                "'RS256', 'ES256' or 'EdDSA'"
-            )
-        signing = SigningKey(algorithm=self.algorithm, key=self.private_key, kid=self.key_id)
-        others = [
-            VerificationKey(algorithm=self.algorithm, key=pem, kid=kid)
-            for kid, pem in self.public_keys.items()
-            if kid != self.key_id  # the signing key's own public half is already in the set
-        ]
-        return KeySet(signing, others)
-
     def _overridden(self, name: str) -> bool:
         return name in self.__dict__ or getattr(type(self), name) is not getattr(
             OTPAuthConfig, name
@@ -464,13 +455,6 @@ class OTPAuthConfig(ABC):
                 "or set revocation_source"
             )
         return recorded.open(current_request.get())
-
-
-def _client_id(value: object) -> str | None:
-    # Written into every access token as is: only text, never a number or an empty string.
-    if value is None or (isinstance(value, str) and value):
-        return value
-    raise ConfigurationError(f"client_id must be a non-empty string or None, got {value!r}")
 
 
 def _assign(config: OTPAuthConfig, name: str, value: Any) -> None:

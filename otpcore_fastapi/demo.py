@@ -1,10 +1,13 @@
-"""A runnable demo: ``python -m otpcore_fastapi.demo [--host 127.0.0.1] [--port 8000]``.
+"""A runnable demo: ``python -m otpcore_fastapi.demo [--host 127.0.0.1] [--port 8000]
+[--smtp smtp://127.0.0.1:1025]``.
 
 An embedded SQLite file (``./otpcore-demo.db``, or ``--db`` / ``OTPCORE_DEMO_DB``), a console
 "mailer" that prints each code to the terminal (the documented developer-facing behaviour of
 this demo, nothing more: a real app sends e-mail), a page at ``/`` that walks through the
 whole flow in a browser in cookie mode, and the API docs at ``/docs`` (Swagger UI served by
-the demo itself, so they work offline).
+the demo itself, so they work offline). With ``--smtp`` each code is sent as an e-mail
+instead, through that SMTP server (e.g. a local catcher: ``python -m aiosmtpd -n -l
+127.0.0.1:1025``), with a magic link back to the demo.
 
 Not developer mode: codes are real random codes, and the secret is a strong one generated
 for this process only (so tokens stop working when the demo restarts, which is fine here).
@@ -41,7 +44,15 @@ from otpcore_fastapi.dependencies import get_current_user_dependency, get_princi
 from otpcore_fastapi.docs_ui import offline_docs
 from otpcore_fastapi.router import get_auth_router
 
-__all__ = ["DemoBase", "DemoBlacklist", "DemoConfig", "DemoUser", "create_app", "main"]
+__all__ = [
+    "DemoBase",
+    "DemoBlacklist",
+    "DemoConfig",
+    "DemoMailConfig",
+    "DemoUser",
+    "create_app",
+    "main",
+]
 
 logger = logging.getLogger("otpcore_fastapi.demo")
 
@@ -95,6 +106,22 @@ class DemoConfig(OTPAuthConfig):
         return {"email": user.email}
 
 
+class DemoMailConfig(DemoConfig):
+    """The demo's settings with ``--smtp``: codes go out as e-mails with a magic link."""
+
+    # Not overridden here: the mail settings send, and send_otp would win over them.
+    send_otp = OTPAuthConfig.send_otp
+    mail_from = "otpcore demo <demo@otpcore-demo.localhost>"
+    mail_app_name = "the otpcore demo"
+    # The page sees it and fetches an access token with the refresh cookie the link set.
+    magic_link_redirect = "/?signed_in=link"
+
+    def __init__(self, smtp_url: str, magic_link_url: str) -> None:
+        self.smtp_url = smtp_url
+        self.magic_link_url = magic_link_url
+        super().__init__()
+
+
 def _index_html() -> str:
     return (resources.files("otpcore_fastapi") / "static" / "index.html").read_text("utf-8")
 
@@ -104,13 +131,19 @@ def create_app(
     *,
     database_url: str | None = None,
     sender: Sender = print_code,
+    smtp_url: str | None = None,
+    public_url: str = "http://127.0.0.1:8000",
 ) -> FastAPI:
     """The demo app; its tables are created at startup.
 
     Args:
         database: The SQLite file (default: ``$OTPCORE_DEMO_DB`` or ``./otpcore-demo.db``).
         database_url: Any SQLAlchemy async URL instead (the benchmark uses PostgreSQL).
-        sender: Receives ``(email, code)``; by default the code is printed.
+        sender: Receives ``(email, code)``; by default the code is printed. Unused with
+            ``smtp_url``.
+        smtp_url: Send each code as an e-mail through this SMTP server instead, with a
+            magic link to ``public_url``.
+        public_url: Where browsers reach this demo (the magic link's origin).
     """
     if database_url is None:
         path = Path(database or os.environ.get(DB_ENV) or DEFAULT_DB)
@@ -121,7 +154,13 @@ def create_app(
     else:
         engine = create_async_engine(database_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    config = DemoConfig(sender)
+    config: DemoConfig
+    if smtp_url is None:
+        config = DemoConfig(sender)
+        told = "Codes are printed in the demo's terminal."
+    else:
+        config = DemoMailConfig(smtp_url, public_url.rstrip("/") + "/auth/magic")
+        told = "Codes are sent by e-mail, with a magic link."
 
     async def get_otp_db() -> AsyncIterator[SQLAlchemyAdapter[DemoUser]]:
         # One dependency for session and adapter: the demo has no other use for the session,
@@ -134,11 +173,13 @@ def create_app(
         async with engine.begin() as connection:
             await connection.run_sync(DemoBase.metadata.create_all)
         yield
+        await config.auth.outbox.drain(5)  # seconds: what is still being sent
+        await config.auth.outbox.aclose()
         await engine.dispose()
 
     app = FastAPI(
         title="otpcore demo",
-        description="Passwordless e-mail codes. Codes are printed in the demo's terminal.",
+        description=f"Passwordless e-mail codes. {told}",
         lifespan=lifespan,
         docs_url=None,  # offline_docs serves /docs with local assets (no CDN)
         redoc_url=None,
@@ -180,11 +221,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--db", default=None, help=f"SQLite file (default ${DB_ENV} or ./{DEFAULT_DB})"
     )
+    parser.add_argument(
+        "--smtp",
+        default=None,
+        metavar="URL",
+        help="send codes as e-mails with a magic link through this SMTP server, e.g. "
+        "smtp://127.0.0.1:1025 (a local catcher: python -m aiosmtpd -n -l 127.0.0.1:1025)",
+    )
     args = parser.parse_args(argv)
-    app = create_app(args.db)
+    # The link must reach this server: a wildcard interface is reached on loopback.
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    public_url = f"http://{host}:{args.port}"
+    app = create_app(args.db, smtp_url=args.smtp, public_url=public_url)
+    where = "Codes are printed here." if args.smtp is None else f"Codes are mailed via {args.smtp}."
     print(
-        f"otpcore demo on http://{args.host}:{args.port}/ (API docs: /docs). "
-        "Codes are printed here.",
+        f"otpcore demo on http://{args.host}:{args.port}/ (API docs: /docs). {where}",
         flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port)

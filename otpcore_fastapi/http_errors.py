@@ -63,6 +63,7 @@ class ErrorCode(StrEnum):
     OTP_EXPIRED = "otp_expired"
     OTP_LOCKED = "otp_locked"
     OTP_COOLDOWN = "otp_cooldown"
+    LINK_INVALID = "link_invalid"
     RATE_LIMITED = "rate_limited"
     BUSY = "busy"
     TOKEN_MISSING = "token_missing"  # noqa: S105 - an error code, not a secret
@@ -128,6 +129,13 @@ ERROR_TABLE: Final[Mapping[type[Exception], HTTPErrorSpec]] = MappingProxyType(
             E.OTP_INVALID, 401, _CHALLENGE, "The code is wrong or none is pending."
         ),
         errors.CodeExpired: HTTPErrorSpec(E.OTP_EXPIRED, 401, _CHALLENGE, "The code has expired."),
+        errors.LinkInvalid: HTTPErrorSpec(
+            E.LINK_INVALID,
+            400,
+            _NONE,
+            "The magic link is malformed, unknown, used, or replaced by a newer code "
+            "(not counted as a guess).",
+        ),
         errors.AccountLocked: HTTPErrorSpec(E.OTP_LOCKED, 429, _NONE, "Too many failed attempts."),
         errors.CodeCooldown: HTTPErrorSpec(
             E.OTP_COOLDOWN, 429, _NONE, "A code was requested too recently."

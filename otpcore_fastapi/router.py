@@ -28,6 +28,7 @@ from otpcore_fastapi.http_errors import (
     TokenMissing,
     openapi_responses,
 )
+from otpcore_fastapi.magic_link import add_magic_link_routes
 from otpcore_fastapi.schemas import (
     JWKSet,
     LogoutRequest,
@@ -93,7 +94,8 @@ def _sent(config: OTPAuthConfig, challenge_id: str) -> OTPRequested:
 
 def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> APIRouter:
     """Build the router: request-otp, verify-otp, refresh, logout, logout-all, the session
-    endpoints (sessions, sessions/{id}, logout-others) and JWKS.
+    endpoints (sessions, sessions/{id}, logout-others), the magic link's (magic, magic-link)
+    and JWKS.
 
     Args:
         get_otp_db: Dependency yielding the store adapter (e.g. ``SQLAlchemyAdapter``). It is
@@ -304,4 +306,5 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
         )
 
     add_session_routes(router, get_otp_db, config)
+    add_magic_link_routes(router, get_otp_db, config)
     return router

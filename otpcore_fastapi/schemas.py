@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from otpcore.domain.emails import MAX_EMAIL_LENGTH
+from otpcore.domain.links import MAX_LINK_LENGTH
 from otpcore.domain.policy import MAX_CODE_LENGTH, MIN_CODE_LENGTH
 from otpcore.tokens.codec import MAX_TOKEN_LENGTH
 
@@ -32,6 +33,7 @@ __all__ = [
     "ErrorResponse",
     "JWKSet",
     "LogoutRequest",
+    "MagicLinkRedeem",
     "MessageResponse",
     "OTPRequest",
     "OTPRequested",
@@ -116,6 +118,17 @@ class TokenResponse(BaseModel):
         description="This client's device allowance for the address; present only when "
         "refresh_token_delivery is body (browsers get it as an HTTP-only cookie). Keep it "
         "and send it with request-otp and verify-otp.",
+    )
+
+
+class MagicLinkRedeem(BaseModel):
+    """Body of ``POST /magic-link``: the token of a magic link."""
+
+    token: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_LINK_LENGTH,
+        description="The `t` query parameter of the link in the e-mail.",
     )
 
 

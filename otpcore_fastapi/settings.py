@@ -1,4 +1,5 @@
-"""Validation of the binding's cookie and limit settings, kept apart from the config class.
+"""Validation of the binding's cookie, limit, key and magic-link settings, kept apart from
+the config class.
 
 Called by :class:`~otpcore_fastapi.config.OTPAuthConfig` whenever it (re)builds, so a bad
 value fails at construction or assignment, never on a request.
@@ -8,18 +9,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
 from otpcore.domain.errors import ConfigurationError
 from otpcore.domain.limits import Limits, Rate
-from otpcore.domain.policy import is_production
+from otpcore.domain.links import check_link_base
+from otpcore.domain.policy import HMAC_MIN_BYTES, is_production
+from otpcore.tokens import KeySet, SigningKey, VerificationKey
 
 if TYPE_CHECKING:  # the config calls these: a runtime import would be circular
     from otpcore_fastapi.config import OTPAuthConfig
 
-__all__ = ["build_limits", "check_cookie_settings"]
+__all__ = [
+    "build_keys",
+    "build_limits",
+    "check_client_id",
+    "check_cookie_settings",
+    "check_magic_link",
+]
 
 _DELIVERY_MODES: Final = frozenset({"cookie", "body", "both"})
 _SAMESITE: Final = frozenset({"lax", "strict", "none"})
+_SYMMETRIC: Final = frozenset(HMAC_MIN_BYTES)
 
 
 def check_cookie_settings(config: OTPAuthConfig, environment: str | None) -> None:
@@ -118,3 +129,70 @@ def build_limits(config: OTPAuthConfig) -> Limits:
         global_per_hour=budget,
         verify_per_client=_rate(config, "verify_limit_per_client"),
     )
+
+
+def build_keys(config: OTPAuthConfig) -> KeySet:
+    """The token keys: HMAC with ``secret_key``, or ``private_key`` (and ``public_keys``).
+
+    Raises:
+        ConfigurationError: The algorithm does not fit the keys given.
+    """
+    if config.private_key is None:
+        if config.public_keys:
+            raise ConfigurationError("public_keys needs private_key (the key that signs)")
+        if config.algorithm not in _SYMMETRIC:
+            raise ConfigurationError(
+                f"algorithm {config.algorithm!r} needs private_key; without one use "
+                f"{', '.join(sorted(_SYMMETRIC))}"
+            )
+        return KeySet.symmetric(config.secret_key.encode(), config.algorithm)
+    if config.algorithm in _SYMMETRIC:
+        raise ConfigurationError(
+            "private_key needs an asymmetric algorithm: set algorithm to "
+            "'RS256', 'ES256' or 'EdDSA'"
+        )
+    signing = SigningKey(algorithm=config.algorithm, key=config.private_key, kid=config.key_id)
+    others = [
+        VerificationKey(algorithm=config.algorithm, key=pem, kid=kid)
+        for kid, pem in config.public_keys.items()
+        if kid != config.key_id  # the signing key's own public half is already in the set
+    ]
+    return KeySet(signing, others)
+
+
+def check_client_id(value: object) -> str | None:
+    """``client_id`` as written into access tokens: a non-empty string, or ``None``.
+
+    Raises:
+        ConfigurationError: Anything else.
+    """
+    # Written into every access token as is: only text, never a number or an empty string.
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ConfigurationError(f"client_id must be a non-empty string or None, got {value!r}")
+
+
+def check_magic_link(config: OTPAuthConfig) -> str | None:
+    """``magic_link_url`` once checked, with ``magic_link_redirect``.
+
+    Raises:
+        ConfigurationError: The link is not an absolute http(s) URL, or the redirect is
+            neither a path on this site (``/…``, not ``//…``) nor an absolute http(s) URL.
+    """
+    base = config.magic_link_url
+    if base is not None:
+        try:
+            check_link_base(base)
+        except ValueError as exc:
+            raise ConfigurationError(f"magic_link_url: {exc}") from None
+    target = config.magic_link_redirect
+    if not isinstance(target, str) or not target:
+        raise ConfigurationError("magic_link_redirect must be a path or an http(s) URL")
+    parts = urlsplit(target)
+    on_this_site = target.startswith("/") and not target.startswith(("//", "/\\"))
+    absolute = parts.scheme in ("http", "https") and bool(parts.netloc)
+    if not (on_this_site or absolute) or any(ord(c) < 0x21 for c in target):
+        raise ConfigurationError(
+            f"magic_link_redirect must be a path like '/' or an http(s) URL, got {target!r}"
+        )
+    return base
