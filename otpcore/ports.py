@@ -9,6 +9,7 @@ never leave a half-applied write behind.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "RevocationStore",
     "SessionStore",
     "Store",
+    "UnitOfWork",
 ]
 
 U = TypeVar("U")
@@ -158,8 +160,9 @@ class ChallengeStore(Protocol):
     for unbound guesses by ``subject`` (a keyed hash of the address), so the same calls are
     made for known and unknown addresses. A magic link names its record's ``id``, so
     redeeming one is ``find_challenge`` and ``update_challenge`` too. Every field of
-    ``state`` round-trips, ``state.link_hash`` (the link's keyed hash, or null) included. ``purge_expired`` deletes records whose
-    ``expires_at <= now`` (one more statement, not counted in its result).
+    ``state`` round-trips, ``state.link_hash`` (the link's keyed hash, or null) included.
+    ``purge_expired`` deletes records whose ``expires_at <= now`` (one more statement, not
+    counted in its result).
     """
 
     async def create_challenge(self, challenge: PendingChallenge) -> None:
@@ -241,8 +244,35 @@ class LimitStore(Protocol):
         ...
 
 
+class UnitOfWork(Protocol):
+    """Groups the store calls of one step, so that a database store can make them one
+    transaction (one commit, on SQLite one write lock) instead of one each."""
+
+    def transaction(self, *, atomic: bool = True) -> AbstractAsyncContextManager[None]:
+        """The calls made inside the block (by one task, on this store) as one unit.
+
+        ``atomic=True``: all or nothing. The calls' writes become visible together when the
+        block ends, and none of them if it raises. A store that cannot promise this says
+        so in its docstring, and then keeps each call atomic on its own (the service
+        orders the calls so that what a crash between them leaves is safe).
+
+        ``atomic=False``: a grouping the store may use or ignore, whichever costs less; each
+        call stays atomic on its own. When the block raises, calls that completed may or
+        may not be kept, so the service raises a refusal only after the block ends.
+
+        Blocks do not nest: a call inside one must not open another.
+        """
+        ...
+
+
 class Store(
-    AccountStore[U], RevocationStore, SessionStore, ChallengeStore, LimitStore, Protocol[U]
+    AccountStore[U],
+    RevocationStore,
+    SessionStore,
+    ChallengeStore,
+    LimitStore,
+    UnitOfWork,
+    Protocol[U],
 ):
     """Everything the service needs from one storage backend."""
 

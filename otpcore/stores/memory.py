@@ -9,7 +9,8 @@ held to by the contract suite. State lives only as long as the process.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -117,6 +118,13 @@ class MemoryStore(StoreBase, MemoryChannel, ReferenceAPI):
     def _show(self, user: MemoryUser, state: ChallengeState, verified: bool) -> None:
         user.challenge = state
         user.is_verified = verified
+
+    @asynccontextmanager
+    async def transaction(self, *, atomic: bool = True) -> AsyncIterator[None]:
+        """See :meth:`otpcore.ports.UnitOfWork.transaction`. Nothing to group: each call is
+        atomic on its own and nothing is undone when the block raises (the memory store
+        keeps no log to undo from)."""
+        yield
 
     async def find_by_email(self, email: str) -> Account[MemoryUser] | None:
         """See :meth:`otpcore.ports.AccountStore.find_by_email`."""

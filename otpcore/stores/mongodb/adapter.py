@@ -9,7 +9,8 @@ indexes of :mod:`otpcore.stores.mongodb.indexes`. Sessions: :mod:`otpcore.stores
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -162,6 +163,20 @@ class MongoDBAdapter(
     async def _indexed(self) -> None:
         if not indexes.ensured(self.database.client, self._index_key):
             await self.ensure_indexes()
+
+    # -- units of work ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self, *, atomic: bool = True) -> AsyncIterator[None]:
+        """See :meth:`otpcore.ports.UnitOfWork.transaction`. Best effort: no multi-document
+        transaction, since those need a replica set (a standalone server or the nx-27017
+        wire server has none) and a session threaded through every call. Each call stays
+        one atomic single-document write; nothing is undone when the block raises. The
+        service orders a login's writes so that a crash between them is safe: the code is
+        spent before the account is marked verified and before the session is recorded,
+        so the worst a crash leaves is a spent code and an account without a session (the
+        user asks for a new code)."""
+        yield
 
     # -- documents -------------------------------------------------------------------------
 

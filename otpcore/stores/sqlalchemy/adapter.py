@@ -20,13 +20,13 @@ number of processes may share the database.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from sqlalchemy import CursorResult, Select, inspect
+from sqlalchemy import CursorResult, Insert, Select, Table, inspect
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -48,18 +48,30 @@ from otpcore.stores.sqlalchemy.statements import (
     plan_for,
     revocation_of,
 )
+from otpcore.stores.sqlalchemy.units import SQLUnits, commit_keeping_loaded
 
 __all__ = ["SQLAlchemyAdapter"]
 
 UserT = TypeVar("UserT", bound=BaseOTPUserTable[Any])
 
 _CUTOFF_RETRIES = 3
-#: Dialects whose drivers switch to autocommit without a round-trip. There a one-statement
-#: call costs one round-trip instead of three (BEGIN, statement, COMMIT). Not SQLite: pysqlite
-#: never opens a transaction for a SELECT, so there is nothing to save, while aiosqlite would
-#: spend five extra thread hops per call switching the isolation level and back.
-_FREE_AUTOCOMMIT = frozenset({"postgresql"})
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+_IF_ABSENT: dict[tuple[type, str | None], Insert | None] = {}
+_UPSERTS: dict[str, Callable[[Table], Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+
+
+def _insert_if_absent(blacklist_model: type, table: Table, dialect: str | None) -> Insert | None:
+    """``INSERT … ON CONFLICT DO NOTHING`` into the revocations ``table``, or ``None`` where
+    the dialect has no such clause."""
+    key = (blacklist_model, dialect)
+    if key not in _IF_ABSENT:
+        upsert = _UPSERTS.get(dialect or "")
+        _IF_ABSENT[key] = None if upsert is None else upsert(table).on_conflict_do_nothing()
+    return _IF_ABSENT[key]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -82,22 +94,8 @@ def _refuse_missing(model: str, missing: list[str]) -> None:
         )
 
 
-def _commit_keeping_loaded(session: Session) -> None:
-    """Commit without expiring loaded objects.
-
-    What the adapter loaded or wrote is current, and an async session cannot reload expired
-    attributes lazily, so its commits keep objects loaded whatever ``expire_on_commit`` says.
-    """
-    expire = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = expire
-
-
 class SQLAlchemyAdapter(
-    StoreBase, ReferenceAPI, SQLSessions, SQLChallenges, SQLLimits, Generic[UserT]
+    SQLUnits, StoreBase, ReferenceAPI, SQLSessions, SQLChallenges, SQLLimits, Generic[UserT]
 ):
     """The storage ports, and the reference's adapter methods, over one ``AsyncSession``.
 
@@ -143,32 +141,9 @@ class SQLAlchemyAdapter(
         self._dialect = None if bind is None else bind.dialect.name
         # SQLite before 3.35 has no UPDATE … RETURNING; end_sessions then reads first.
         self._returning = bind is None or bind.dialect.update_returning
-        self._autocommit = self._dialect in _FREE_AUTOCOMMIT
+        self._init_units()
 
     # -- plumbing -------------------------------------------------------------------------
-
-    async def _recover(self) -> None:
-        # The original error is what the caller needs; if the rollback fails too, the pool
-        # invalidates the connection.
-        with contextlib.suppress(Exception):
-            await self.session.rollback()
-
-    async def _commit(self) -> None:
-        await self.session.run_sync(_commit_keeping_loaded)
-
-    async def _one_statement(self) -> None:
-        """Call before a call's only statement: on a clean session, run it in autocommit.
-
-        One statement is atomic on its own, so this changes no outcome. Sessions with pending
-        changes or an open transaction keep their transaction, which the call then commits.
-        """
-        session = self.session
-        if (
-            self._autocommit
-            and not session.in_transaction()
-            and not (session.new or session.dirty or session.deleted)
-        ):
-            await session.connection(execution_options=_AUTOCOMMIT)
 
     def _parse_id(self, user_id: str) -> object | None:
         plan = self._plan
@@ -263,11 +238,16 @@ class SQLAlchemyAdapter(
             )
         _refuse_missing(name, [column for column in plan.required if column not in fields])
         user = cast(Callable[..., UserT], self.user_model)(email=email, **fields)
+        await self._writing()
         self.session.add(user)
         try:
             await self.session.flush()
         except sa_exc.IntegrityError as error:
-            await self.session.rollback()
+            if self._in_unit:
+                # The unit's transaction is lost (PostgreSQL aborts it): the caller undoes
+                # the unit and tries again, and then finds the account the race created.
+                raise ContentionError() from error
+            await self._rollback()
             existing = await self._user_where("email", email)
             if existing is None:
                 # Another unique or NOT NULL constraint failed, not the e-mail race.
@@ -303,6 +283,7 @@ class SQLAlchemyAdapter(
         params["p_id"] = pk
         params["p_expected"] = expected_version
         statement = self._plan.save_verified if mark_verified else self._plan.save
+        await self._writing()
         await self._one_statement()
         result = cast(CursorResult[Any], await self.session.execute(statement, params))
         saved = result.rowcount == 1
@@ -344,27 +325,35 @@ class SQLAlchemyAdapter(
             if row[1] is not None:
                 found[row[1]] = revocation_of(row[1:])
         account = None if user is None else self._account(user)
-        _commit_keeping_loaded(session)
+        if not self._in_unit:
+            commit_keeping_loaded(session)
         return account, [found[key] for key in dict.fromkeys(keys) if key in found]
 
     # -- RevocationStore ------------------------------------------------------------------
 
     async def revoke(self, revocation: Revocation) -> bool:
-        """See :meth:`otpcore.ports.RevocationStore.revoke`."""
+        """See :meth:`otpcore.ports.RevocationStore.revoke`. One ``INSERT … ON CONFLICT DO
+        NOTHING`` (PostgreSQL, SQLite), decided by its row count, so that a key already
+        present aborts nothing: inside a unit of work the other writes stay."""
+        values = {
+            "jti": revocation.key,
+            "token_type": revocation.kind,
+            "blacklisted_at": revocation.revoked_at,
+            "expires_at": revocation.expires_at,
+        }
+        await self._writing()
         await self._one_statement()
+        table = cast(Table, self._plan.insert_revocation.table)
+        statement = _insert_if_absent(self.blacklist_model, table, self._dialect)
+        if statement is not None:
+            result = cast(CursorResult[Any], await self.session.execute(statement, values))
+            await self._commit()
+            return result.rowcount == 1
         try:
-            await self.session.execute(
-                self._plan.insert_revocation,
-                {
-                    "jti": revocation.key,
-                    "token_type": revocation.kind,
-                    "blacklisted_at": revocation.revoked_at,
-                    "expires_at": revocation.expires_at,
-                },
-            )
+            await self.session.execute(self._plan.insert_revocation, values)
             await self._commit()
         except sa_exc.IntegrityError:
-            await self.session.rollback()
+            await self._rollback()
             return False
         return True
 
@@ -376,6 +365,7 @@ class SQLAlchemyAdapter(
         """
         key = user_key(user_id)
         params = {"p_key": key, "p_at": at, "p_until": expires_at}
+        await self._writing()
         for _ in range(_CUTOFF_RETRIES):
             # Raising in place is one atomic statement (CASE keeps the later value); only a
             # user's first cutoff needs the INSERT, and losing that race means updating.
@@ -397,7 +387,8 @@ class SQLAlchemyAdapter(
                 )
                 await self._commit()
             except sa_exc.IntegrityError:
-                await self.session.rollback()
+                await self._rollback()
+                await self._writing()
                 continue
             return
         raise ContentionError()
@@ -410,12 +401,16 @@ class SQLAlchemyAdapter(
         await self._one_statement()
         return await self.session.run_sync(self._revocations, statement, params, keys)
 
-    @staticmethod
     def _revocations(
-        session: Session, statement: Select[Any], params: Mapping[str, object], keys: Sequence[str]
+        self,
+        session: Session,
+        statement: Select[Any],
+        params: Mapping[str, object],
+        keys: Sequence[str],
     ) -> list[Revocation]:
         found = {row[0]: revocation_of(row) for row in session.execute(statement, params)}
-        _commit_keeping_loaded(session)
+        if not self._in_unit:
+            commit_keeping_loaded(session)
         return [found[key] for key in dict.fromkeys(keys) if key in found]
 
     async def find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
@@ -433,6 +428,7 @@ class SQLAlchemyAdapter(
     async def purge_expired(self, now: datetime) -> int:
         """See :meth:`otpcore.ports.RevocationStore.purge_expired`. One ``DELETE`` for the
         revocations, one each for the sessions, pending challenges and limit counters."""
+        await self._writing()
         await self._one_statement()
         result = cast(
             CursorResult[Any], await self.session.execute(self._plan.purge, {"p_now": now})

@@ -138,6 +138,10 @@ class SQLChallenges:
         """Provided by the adapter: autocommit where one statement is the whole call."""
         raise NotImplementedError
 
+    async def _writing(self) -> None:
+        """Provided by the adapter: queue for the writer lock where the database needs one."""
+        raise NotImplementedError
+
     async def _commit(self) -> None:
         """Provided by the adapter: end the call's unit of work."""
         raise NotImplementedError
@@ -157,6 +161,7 @@ class SQLChallenges:
             expires_at=challenge.expires_at,
             issue_order=challenge.order,
         )
+        await self._writing()
         await self._one_statement()
         await self.session.execute(challenge_plan(self.blacklist_model).insert, values)
         await self._commit()
@@ -200,6 +205,7 @@ class SQLChallenges:
         if order is not None:
             statement = plan.update_issued
             params["p_order"] = order
+        await self._writing()
         await self._one_statement()
         result = cast(CursorResult[Any], await self.session.execute(statement, params))
         await self._commit()

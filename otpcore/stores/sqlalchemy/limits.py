@@ -149,6 +149,10 @@ class SQLLimits:
         """Provided by the adapter: autocommit where one statement is the whole call."""
         raise NotImplementedError
 
+    async def _writing(self) -> None:
+        """Provided by the adapter: queue for the writer lock where the database needs one."""
+        raise NotImplementedError
+
     async def _commit(self) -> None:
         """Provided by the adapter: end the call's unit of work."""
         raise NotImplementedError
@@ -165,6 +169,7 @@ class SQLLimits:
             "p_weight": window.weight,
             "p_limit": limit,
         }
+        await self._writing()
         bind = self.session.bind
         if bind is None or bind.dialect.insert_returning:
             await self._one_statement()

@@ -164,6 +164,10 @@ class SQLSessions:
         """Provided by the adapter: autocommit where one statement is the whole call."""
         raise NotImplementedError
 
+    async def _writing(self) -> None:
+        """Provided by the adapter: queue for the writer lock where the database needs one."""
+        raise NotImplementedError
+
     async def _commit(self) -> None:
         """Provided by the adapter: end the call's unit of work."""
         raise NotImplementedError
@@ -173,6 +177,7 @@ class SQLSessions:
         values = {name: getattr(session, name) for name in _COLUMNS}
         values["user_agent"] = _clip(session.user_agent, USER_AGENT_LENGTH)
         values["ip"] = _clip(session.ip, IP_LENGTH)
+        await self._writing()
         await self._one_statement()
         await self.session.execute(self._session_plan.insert, values)
         await self._commit()
@@ -192,6 +197,7 @@ class SQLSessions:
         ``UPDATE``; its row count says whether this call won."""
         params = {"p_sid": sid, "p_expected": expected_generation, "p_now": now}
         params["p_expires"] = expires_at
+        await self._writing()
         await self._one_statement()
         result = cast(
             CursorResult[Any], await self.session.execute(self._session_plan.rotate, params)
@@ -222,6 +228,7 @@ class SQLSessions:
         ending = (only is not None, keep is not None)
         params = {"p_user": user_id, "p_now": now, "p_only": only, "p_keep": keep}
         plan = self._session_plan
+        await self._writing()
         if self._returning:
             await self._one_statement()
             result = await self.session.execute(plan.end[ending], params)

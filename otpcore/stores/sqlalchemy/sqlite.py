@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from otpcore.domain.errors import ConfigurationError
+from otpcore.stores.sqlalchemy.units import WRITE_OPTION
 
 __all__ = ["create_sqlite_engine"]
 
@@ -45,6 +46,10 @@ def create_sqlite_engine(
       begins one only before a write), but aiosqlite sends each to its thread first; on
       this engine's connections they return at once in that case, so the commit ending a
       read-only call (the current-user route's one ``SELECT``) costs no trip.
+    - ``BEGIN IMMEDIATE`` for the adapter's units of work that write: the write lock is
+      taken when the transaction begins, not at its first write (reads still take none).
+      Within a process the adapter queues writers on an ``asyncio.Lock`` first, so none of
+      them sleeps in SQLite's busy handler; across processes they wait at the ``BEGIN``.
     - Keep the connections it opens: ``pool_size=15, max_overflow=0``, the same 15 at most
       as SQLAlchemy's default (5 kept, 10 more on demand), opened as needed. With the default,
       beyond 5 concurrent requests every returned connection is closed and the next one
@@ -84,7 +89,23 @@ def create_sqlite_engine(
 
     event.listen(engine.sync_engine, "connect", tune)
     event.listen(engine.sync_engine, "reset", _reset_sqlite)
+    event.listen(engine.sync_engine, "begin", _begin_writes_immediately)
     return engine
+
+
+def _begin_writes_immediately(connection: Connection) -> None:
+    """``BEGIN IMMEDIATE`` for a transaction the adapter says will write (SQLAlchemy's
+    ``begin`` event recipe for pysqlite, applied to write transactions only).
+
+    The write lock is taken at the start, before the transaction's first read, so it never
+    has to upgrade a read snapshot that another process has written past since
+    (``SQLITE_BUSY_SNAPSHOT``, which no wait can cure), and a writer of another process waits
+    at the ``BEGIN``. Reads keep pysqlite's default: no transaction, so in WAL mode they
+    never wait for a writer. pysqlite (its legacy transaction control, which this engine
+    keeps) sees the open transaction and adds no ``BEGIN`` of its own; ``COMMIT`` ends it.
+    """
+    if connection.get_execution_options().get(WRITE_OPTION):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _end_only_open_transactions(driver: Any) -> None:
