@@ -32,6 +32,8 @@ class Interleaving:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)
+        if name == "transaction":  # a context manager, not a call
+            return method
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             await asyncio.sleep(0)

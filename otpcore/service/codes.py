@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar, assert_never
 
@@ -30,6 +31,7 @@ from otpcore.domain.errors import (
     CodeInvalid,
     ContentionError,
     OTPAuthError,
+    StorageError,
     UserNotFound,
 )
 from otpcore.domain.events import (
@@ -50,6 +52,7 @@ from otpcore.service.sessions import open_session
 __all__ = ["account_for", "log_in", "request_code", "verify_code"]
 
 U = TypeVar("U")
+T = TypeVar("T")
 
 logger = logging.getLogger("otpcore")
 
@@ -101,17 +104,16 @@ async def request_code(
 
     # An outbox slot before the account lookup: a full outbox refuses every address alike.
     with s.outbox.reserve() as ticket:
-        await send_limits(
-            s, _limit_store(s, store), email=email, subject=subject, ip=ip, device=device, now=now
-        )
-        account = await store.find_by_email(email)
-        if account is None and not s.auto_create_user and s.reveal_unknown_users:
-            emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
-            raise UserNotFound()
-
-        issued = await _store_issued(
-            s, store, key, subject, binding, outcome, (code_hash, link_hash), now, email
-        )
+        # One unit of work: the limit hits, the lookup and the stored code (on SQLite one
+        # write lock and one commit). A refusal is raised once what it counted is stored.
+        async with store.transaction(atomic=False):
+            result = await _deferred(
+                _issue(s, store, key, subject, binding, outcome, (code_hash, link_hash), now,
+                       email, ip=ip, device=device)
+            )  # fmt: skip
+        if isinstance(result, OTPAuthError):
+            raise result
+        account, issued = result
         user_id = account.user_id if account is not None else None
         emit(s, CodeRequested(at=now, email=email, user_id=user_id, outcome="issued"))
         if account is not None or s.auto_create_user:
@@ -134,6 +136,43 @@ async def request_code(
         resend_after=_seconds(challenge.resend_wait(issued.failures, policy=s.policy)),
         expires_in=_seconds(s.policy.code_lifetime),
     )
+
+
+async def _deferred(work: Awaitable[T]) -> T | OTPAuthError:
+    """``work``'s result, or the refusal it raised (a storage failure or contention is
+    raised): inside a unit of work a refusal must not undo what was counted before it."""
+    try:
+        return await work
+    except (StorageError, ContentionError):
+        raise
+    except OTPAuthError as refusal:
+        return refusal
+
+
+async def _issue(
+    s: Settings[U],
+    store: Store[U],
+    key: str,
+    subject: str,
+    binding: PendingChallenge | None,
+    outcome: challenge.IssueOutcome,
+    hashes: tuple[str, str | None],
+    now: datetime,
+    email: str,
+    *,
+    ip: str | None,
+    device: str | None,
+) -> tuple[Account[U] | None, ChallengeState]:
+    """The limits, the account lookup and the stored code of a request, in that order."""
+    await send_limits(
+        s, _limit_store(s, store), email=email, subject=subject, ip=ip, device=device, now=now
+    )
+    account = await store.find_by_email(email)
+    if account is None and not s.auto_create_user and s.reveal_unknown_users:
+        emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
+        raise UserNotFound()
+    issued = await _store_issued(s, store, key, subject, binding, outcome, hashes, now, email)
+    return account, issued
 
 
 def _raise_issue_refusal(
@@ -224,15 +263,77 @@ async def verify_code(
     user_agent: str | None = None,
     device: str | None = None,
 ) -> Login[U]:
-    """Redeem ``code`` for ``email``, opening a session; see :meth:`OTPAuth.verify_code`."""
+    """Redeem ``code`` for ``email``, opening a session; see :meth:`OTPAuth.verify_code`.
+
+    Each attempt is one unit of work: the limit hits, the guess's compare-and-set and, for a
+    right code, the account (created if missing), its verified mark and the new session,
+    all committed together (one transaction on SQL stores). A refusal is raised after the
+    unit commits what was counted; an attempt that lost the compare-and-set commits its
+    hits and decides again.
+    """
     email = normalize_email(email)
-    now = s.clock()
     secret = s.policy.secret
+    subject = rules.subject_key(secret, email)
+    guess = _Guess(
+        email=email,
+        subject=subject,
+        now=s.clock(),
+        device_nonce=rules.valid_device(secret, subject, device),
+        presented=hash_code(secret, email, code),
+        key=rules.challenge_key(secret, challenge_id) if challenge_id else None,
+        ip=ip,
+        user_agent=user_agent,
+    )
     limiter = _limit_store(s, store)
-    if ip is not None and s.limits.verify_per_client is not None:
+    counted = _Counted()
+    for _ in range(s.max_retries):
+        before = replace(counted)
+        try:
+            async with store.transaction():
+                result = await _deferred(_attempt(s, store, limiter, guess, counted))
+        except ContentionError:
+            # The unit was undone (a new account's e-mail race on SQL): so were its hits,
+            # unless the counters live elsewhere.
+            if limiter is store:
+                counted = before
+            continue
+        if isinstance(result, OTPAuthError):
+            raise result
+        if result is not None:
+            return result
+    raise ContentionError()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Guess:
+    email: str
+    subject: str
+    now: datetime
+    device_nonce: str | None
+    presented: str
+    key: str | None
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(slots=True)
+class _Counted:
+    """Which of a verify's limit hits are stored (each counted once across its attempts)."""
+
+    client: bool = False
+    lock: bool = False
+
+
+async def _attempt(
+    s: Settings[U], store: Store[U], limiter: LimitStore, g: _Guess, counted: _Counted
+) -> Login[U] | None:
+    """One attempt at a guess; ``None`` when its compare-and-set lost (decide again)."""
+    now, email = g.now, g.email
+    if not counted.client and g.ip is not None and s.limits.verify_per_client is not None:
         await check_rate(
-            s, limiter, "verify-client", rules.client_scope(ip), s.limits.verify_per_client, now
+            s, limiter, "verify-client", rules.client_scope(g.ip), s.limits.verify_per_client, now
         )
+        counted.client = True
     if (
         s.reveal_unknown_users
         and not s.auto_create_user
@@ -240,58 +341,49 @@ async def verify_code(
     ):
         emit(s, GuessFailed(at=now, email=email, user_id=None, reason="unknown_user"))
         raise UserNotFound()
-
-    subject = rules.subject_key(secret, email)
-    device_nonce = rules.valid_device(secret, subject, device)
-    presented = hash_code(secret, email, code)
-    bound = bool(challenge_id)
-    key = rules.challenge_key(secret, challenge_id) if challenge_id else None
-
-    lock_counted = False
-    for _ in range(s.max_retries):
-        record = await (store.find_challenge(key) if key else store.newest_challenge(subject))
-        if record is None or record.subject != subject:
+    bound = g.key is not None
+    record = await (store.find_challenge(g.key) if g.key else store.newest_challenge(g.subject))
+    if record is None or record.subject != g.subject:
+        _refused(s, email, None, CodeInvalid(), now)
+    before = record.state
+    evaluate = challenge.submit_guess if bound else challenge.submit_unbound_guess
+    decision = evaluate(before, presented_hash=g.presented, now=now, policy=s.policy)
+    match decision:
+        case challenge.NoChallenge():
             _refused(s, email, None, CodeInvalid(), now)
-        before = record.state
-        guess = challenge.submit_guess if bound else challenge.submit_unbound_guess
-        decision = guess(before, presented_hash=presented, now=now, policy=s.policy)
-        match decision:
-            case challenge.NoChallenge():
-                _refused(s, email, None, CodeInvalid(), now)
-            case challenge.Expired():
-                _refused(s, email, None, CodeExpired(), now)
-            case challenge.CodeSpent():
-                _refused(s, email, None, AccountLocked(), now)
-            case challenge.LockedOut(retry_after=retry_after):
-                _refused(s, email, None, AccountLocked(retry_after=retry_after), now)
-            case challenge.Rejected() | challenge.Accepted():
-                pass
-            case unreachable:
-                assert_never(unreachable)
-        if bound and device_nonce is None and not lock_counted:
-            # Bound guesses from clients without an allowance share the account-wide cap
-            # (NIST SP 800-63B §5.2.2: at most policy.max_failures per lockout period),
-            # counted before the guess is evaluated.
-            await failure_lock(s, limiter, subject, now)
-            lock_counted = True
-        account = None
-        if isinstance(decision, challenge.Accepted):
-            # Before the code is spent: an account that cannot be created (a required column
-            # and no new_user_fields hook) leaves the code for another try.
-            account = await account_for(s, store, email)
-        if not await store.update_challenge(
-            record.id,
-            expected_version=before.version,
-            state=decision.state,
-            expires_at=challenge.keep_until(decision.state, policy=s.policy),
-        ):
-            continue
-        if isinstance(decision, challenge.Rejected):
-            _rejected(s, email, decision, now)
-        if account is None:  # only a lucky guess on a code that was never sent
-            _refused(s, email, None, CodeInvalid(), now)
-        return await log_in(s, store, account, subject, device_nonce, now, user_agent, ip)
-    raise ContentionError()
+        case challenge.Expired():
+            _refused(s, email, None, CodeExpired(), now)
+        case challenge.CodeSpent():
+            _refused(s, email, None, AccountLocked(), now)
+        case challenge.LockedOut(retry_after=retry_after):
+            _refused(s, email, None, AccountLocked(retry_after=retry_after), now)
+        case challenge.Rejected() | challenge.Accepted():
+            pass
+        case unreachable:
+            assert_never(unreachable)
+    if bound and g.device_nonce is None and not counted.lock:
+        # Bound guesses from clients without an allowance share the account-wide cap
+        # (NIST SP 800-63B §5.2.2: at most policy.max_failures per lockout period),
+        # counted before the guess is evaluated.
+        await failure_lock(s, limiter, g.subject, now)
+        counted.lock = True
+    account = None
+    if isinstance(decision, challenge.Accepted):
+        # Before the code is spent: an account that cannot be created (a required column
+        # and no new_user_fields hook) leaves the code for another try.
+        account = await account_for(s, store, email)
+    if not await store.update_challenge(
+        record.id,
+        expected_version=before.version,
+        state=decision.state,
+        expires_at=challenge.keep_until(decision.state, policy=s.policy),
+    ):
+        return None
+    if isinstance(decision, challenge.Rejected):
+        _rejected(s, email, decision, now)
+    if account is None:  # only a lucky guess on a code that was never sent
+        _refused(s, email, None, CodeInvalid(), now)
+    return await log_in(s, store, account, g.subject, g.device_nonce, now, g.user_agent, g.ip)
 
 
 def _rejected(

@@ -141,9 +141,10 @@ async def _end(
 ) -> list[str]:
     """End sessions of ``user_id`` (``only`` one, all but ``keep``, else all) and revoke
     their access tokens on every worker; the ids this call ended."""
-    ended = await store.end_sessions(user_id, now=now, only=only, keep=keep)
-    for sid in ended:
-        await store.revoke(rules.session_revocation(sid, now=now, policy=s.policy))
+    async with store.transaction(atomic=False):
+        ended = await store.end_sessions(user_id, now=now, only=only, keep=keep)
+        for sid in ended:
+            await store.revoke(rules.session_revocation(sid, now=now, policy=s.policy))
     return ended
 
 
@@ -191,9 +192,11 @@ async def refresh(s: Settings[U], store: Store[U], refresh_token: str) -> Login[
         case rules.Expired():
             raise TokenExpired()
         case rules.Reused():
-            await store.end_sessions(claims.sub, now=now, only=claims.sid)
-            # Written even if the session ended meanwhile: the insert is idempotent.
-            await store.revoke(rules.session_revocation(claims.sid, now=now, policy=s.policy))
+            async with store.transaction(atomic=False):
+                await store.end_sessions(claims.sub, now=now, only=claims.sid)
+                # Written even if the session ended meanwhile: the insert is idempotent.
+                revocation = rules.session_revocation(claims.sid, now=now, policy=s.policy)
+                await store.revoke(revocation)
             emit(s, RefreshReuseDetected(at=now, user_id=claims.sub, sid=claims.sid))
             raise RefreshReused()
         case unreachable:
@@ -217,23 +220,28 @@ async def logout(
             presented.append(s.codec.verify(token, kind=kind, now=now))
         except OTPAuthError:
             continue  # invalid, expired or of the other kind: nothing of ours to revoke
-    revoked = False
+    if not presented:
+        return False
+    ended_sids: list[Claims] = []
     seen: set[str] = set()
-    for claims in presented:
-        if claims.sid in seen:
-            continue
-        seen.add(claims.sid)
-        ended = await store.end_sessions(claims.sub, now=now, only=claims.sid)
-        inserted = await store.revoke(
-            rules.session_revocation(claims.sid, now=now, policy=s.policy)
-        )
-        if ended or inserted:
-            revoked = True
-            emit(s, LoggedOut(at=now, user_id=claims.sub, sid=claims.sid))
-    for claims in presented:
-        # The token's own jti too, so the reference API's is_blacklisted(jti) says so.
-        await store.revoke(rules.token_revocation(claims, now=now, policy=s.policy))
-    return revoked
+    # One unit of work: on SQLite one write lock and one commit for the whole logout.
+    async with store.transaction(atomic=False):
+        for claims in presented:
+            if claims.sid in seen:
+                continue
+            seen.add(claims.sid)
+            ended = await store.end_sessions(claims.sub, now=now, only=claims.sid)
+            inserted = await store.revoke(
+                rules.session_revocation(claims.sid, now=now, policy=s.policy)
+            )
+            if ended or inserted:
+                ended_sids.append(claims)
+        for claims in presented:
+            # The token's own jti too, so the reference API's is_blacklisted(jti) says so.
+            await store.revoke(rules.token_revocation(claims, now=now, policy=s.policy))
+    for claims in ended_sids:
+        emit(s, LoggedOut(at=now, user_id=claims.sub, sid=claims.sid))
+    return bool(ended_sids)
 
 
 async def _principal(
