@@ -206,22 +206,28 @@ def _lock_out(state: ChallengeState, _hash: str, now: datetime, policy: Policy) 
     return LockedOut(retry_after=_ceil_seconds(lock_until - now))
 
 
+def _spent(
+    state: ChallengeState, *, attempts: int | None = None, unbound_attempts: int | None = None
+) -> ChallengeState:
+    """The state after a right code or link: code and link consumed, failures forgiven."""
+    return replace(
+        state,
+        code_hash=None,
+        issued_at=None,
+        link_hash=None,
+        attempts=state.attempts if attempts is None else attempts,
+        unbound_attempts=state.unbound_attempts if unbound_attempts is None else unbound_attempts,
+        failures=0,
+        last_failure_at=None,
+        version=state.version + 1,
+    )
+
+
 def _evaluate(state: ChallengeState, presented: str, now: datetime, policy: Policy) -> Outcome:
     assert state.code_hash is not None  # the PENDING phase has one
     attempts = state.attempts + 1
     if hashes_equal(state.code_hash, presented):
-        return Accepted(
-            state=replace(
-                state,
-                code_hash=None,
-                issued_at=None,
-                link_hash=None,
-                attempts=attempts,
-                failures=0,
-                last_failure_at=None,
-                version=state.version + 1,
-            )
-        )
+        return Accepted(state=_spent(state, attempts=attempts))
     failures = state.failures + 1
     remaining = max(0, policy.max_attempts - attempts)
     return Rejected(
@@ -248,18 +254,7 @@ def _evaluate_unbound(
         return _CODE_SPENT
     attempts = state.unbound_attempts + 1
     if hashes_equal(state.code_hash, presented):
-        return Accepted(
-            state=replace(
-                state,
-                code_hash=None,
-                issued_at=None,
-                link_hash=None,
-                unbound_attempts=attempts,
-                failures=0,
-                last_failure_at=None,
-                version=state.version + 1,
-            )
-        )
+        return Accepted(state=_spent(state, unbound_attempts=attempts))
     remaining = max(0, policy.max_attempts - attempts)
     return Rejected(
         state=replace(state, unbound_attempts=attempts, version=state.version + 1),
@@ -275,17 +270,7 @@ def _link_matches(state: ChallengeState, presented: str) -> bool:
 def _redeem_link(state: ChallengeState, presented: str, now: datetime, policy: Policy) -> Outcome:
     if not _link_matches(state, presented):
         return _WRONG_LINK
-    return Accepted(
-        state=replace(
-            state,
-            code_hash=None,
-            issued_at=None,
-            link_hash=None,
-            failures=0,
-            last_failure_at=None,
-            version=state.version + 1,
-        )
-    )
+    return Accepted(state=_spent(state))
 
 
 def _wrong_link(_state: ChallengeState, _hash: str, _now: datetime, _policy: Policy) -> Outcome:
