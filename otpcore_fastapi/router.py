@@ -28,6 +28,7 @@ from otpcore_fastapi.http_errors import (
     TokenMissing,
     openapi_responses,
 )
+from otpcore_fastapi.languages import accept_languages
 from otpcore_fastapi.magic_link import add_magic_link_routes
 from otpcore_fastapi.schemas import (
     JWKSet,
@@ -158,12 +159,14 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
         body: OTPRequest, request: Request, response: Response, db: Db
     ) -> OTPRequested:
         bound = config.challenge_cookie
+        header = request.headers.get("accept-language")
         requested = await config.auth.with_store(db).request_code(
             body.email,
             ip=client_address(request),
             challenge_id=body.challenge_id or bound.read(request),
             device=body.device or config.device_cookie.read(request),
-            accept_language=request.headers.get("accept-language"),
+            languages=accept_languages(header),
+            accept_language=header,
         )
         bound.set(request, response, requested.challenge_id)
         return _sent(config, requested.challenge_id)

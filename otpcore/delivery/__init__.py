@@ -27,7 +27,7 @@ from otpcore.delivery.senders import (
     TemplateMailer,
 )
 from otpcore.delivery.smtp import SMTPSender, TLSMode
-from otpcore.delivery.templates import Rendered, Templates, parse_accept_language
+from otpcore.delivery.templates import Rendered, Templates
 
 __all__ = [
     "CallbackMailer",
@@ -48,5 +48,4 @@ __all__ = [
     "Ticket",
     "TransientFailure",
     "UnconfirmedDelivery",
-    "parse_accept_language",
 ]

@@ -35,8 +35,11 @@ class CodeMail:
         user_id: The account's id, or ``None`` for an address without one yet.
         binding: Opaque key of the challenge the code belongs to; a newer code for the
             same binding supersedes this one while it waits.
-        accept_language: The requester's ``Accept-Language`` header, to pick a template
-            locale.
+        languages: The requester's language tags, most wanted first (``("de-ch", "en")``);
+            the template locale is chosen from them. A binding reads them from the request's
+            ``Accept-Language`` (the core parses no HTTP).
+        accept_language: The request's raw ``Accept-Language`` value, carried unchanged for
+            a binding's locale hook; nothing in the core reads it.
         link: A URL that redeems the code (a magic link), put into the templates when set.
         variables: Further template variables (``$name``), autoescaped in HTML.
         message_id: ``Message-ID`` kept across every attempt; the outbox sets it.
@@ -48,6 +51,7 @@ class CodeMail:
     expires_at: datetime
     user_id: str | None = None
     binding: str | None = field(default=None, repr=False)
+    languages: tuple[str, ...] = ()
     accept_language: str | None = None
     link: str | None = field(default=None, repr=False)
     variables: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)

@@ -72,7 +72,7 @@ class TemplateMailer:
         templates: The template set; the built-in English one when omitted.
         headers: Further headers (default: ``Auto-Submitted: auto-generated``).
         locale: Chooses the locale for a mail (e.g. from the user's profile); returning
-            ``None`` falls back to the mail's ``Accept-Language``.
+            ``None`` falls back to the mail's ``languages``.
 
     Raises:
         ValueError: ``mail_from`` is not one address, or ``headers`` sets a reserved one.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Final
 
 from otpcore.delivery.message import CodeMail
 
-__all__ = ["Rendered", "Templates", "parse_accept_language"]
+__all__ = ["Rendered", "Templates"]
 
 NAMES: Final = ("subject.txt", "body.txt", "body.html", "link.txt", "link.html")
 BUILTIN_VARIABLES: Final = frozenset(
@@ -46,32 +46,6 @@ class Rendered:
     text: str
     html: str
     locale: str
-
-
-def parse_accept_language(header: str | None) -> list[str]:
-    """The language ranges of an ``Accept-Language`` value, most wanted first.
-
-    RFC 9110 §12.5.4: comma-separated ranges with an optional ``q`` weight; ranges with
-    ``q=0``, ``*`` and malformed entries are skipped, ties keep their order.
-    """
-    if not header:
-        return []
-    weighted: list[tuple[float, int, str]] = []
-    for index, item in enumerate(header[:1024].split(",")):
-        tag, _, params = item.strip().partition(";")
-        tag = tag.strip().lower()
-        if not _LOCALE.match(tag):
-            continue
-        weight = 1.0
-        name, _, value = params.strip().partition("=")
-        if name.strip().lower() == "q":
-            try:
-                weight = float(value)
-            except ValueError:
-                continue
-        if 0 < weight <= 1:
-            weighted.append((-weight, index, tag))
-    return [tag for _, _, tag in sorted(weighted)]
 
 
 class Templates:
@@ -138,10 +112,18 @@ class Templates:
         """The locales with a template set (the default locale included)."""
         return frozenset(self._sets)
 
-    def negotiate(self, accept_language: str | None) -> str:
-        """The best available locale for an ``Accept-Language`` value: an exact match,
-        else the primary language (``de-ch`` -> ``de``), else the default locale."""
-        for wanted in parse_accept_language(accept_language):
+    def negotiate(self, languages: Iterable[str]) -> str:
+        """The best available locale for ``languages`` (tags, most wanted first, as
+        :attr:`CodeMail.languages` holds them): for each tag in turn an exact match, else its
+        primary language (``de-ch`` -> ``de``); else the default locale.
+
+        Raises:
+            TypeError: ``languages`` is a string (a header is read by the binding, not here).
+        """
+        if isinstance(languages, str):
+            raise TypeError("languages is a sequence of tags, not a header string")
+        for tag in languages:
+            wanted = tag.lower()
             if wanted in self._sets:
                 return wanted
             primary = wanted.split("-", 1)[0]
@@ -150,12 +132,12 @@ class Templates:
         return self._default_locale
 
     def render(self, mail: CodeMail, *, now: datetime, locale: str | None = None) -> Rendered:
-        """Render ``mail`` in ``locale`` (or the one its ``Accept-Language`` asks for).
+        """Render ``mail`` in ``locale`` (or the one negotiated from its ``languages``).
 
         Raises:
             ValueError: ``mail.variables`` names a variable that was not declared.
         """
-        chosen = locale.lower() if locale else self.negotiate(mail.accept_language)
+        chosen = locale.lower() if locale else self.negotiate(mail.languages)
         templates = self._sets.get(chosen) or self._sets[self._default_locale]
         undeclared = set(mail.variables) - set(self._variables)
         if undeclared:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -184,6 +184,7 @@ class OTPAuth(Generic[U]):
         ip: str | None = None,
         challenge_id: str | None = None,
         device: str | None = None,
+        languages: Sequence[str] = (),
         accept_language: str | None = None,
     ) -> CodeRequest:
         """Issue a code for ``email`` bound to this requester, and start its delivery.
@@ -200,7 +201,10 @@ class OTPAuth(Generic[U]):
                 ``None`` skips that limit.
             challenge_id: The binding of an earlier request, to resend on it.
             device: The :attr:`Login.device` allowance this client holds for the address.
-            accept_language: The client's ``Accept-Language``, to choose the mail's locale.
+            languages: The client's language tags, most wanted first (``["de-ch", "en"]``),
+                to choose the mail's locale; a binding reads them from ``Accept-Language``.
+            accept_language: The raw ``Accept-Language`` value, only carried to a mailer's
+                locale hook (:attr:`CodeMail.accept_language`); the core does not parse it.
 
         Returns:
             The binding (``challenge_id``), returned for unknown addresses too.
@@ -220,6 +224,7 @@ class OTPAuth(Generic[U]):
             ip=ip,
             challenge_id=challenge_id,
             device=device,
+            languages=languages,
             accept_language=accept_language,
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar, assert_never
@@ -69,6 +69,7 @@ async def request_code(
     ip: str | None = None,
     challenge_id: str | None = None,
     device: str | None = None,
+    languages: Sequence[str] = (),
     accept_language: str | None = None,
 ) -> CodeRequest:
     """Issue a code for ``email`` to the requester's binding; see :meth:`OTPAuth.request_code`."""
@@ -124,6 +125,7 @@ async def request_code(
                     expires_at=now + s.policy.code_lifetime,
                     user_id=user_id,
                     binding=key,
+                    languages=tuple(languages),
                     accept_language=accept_language,
                     link=link,
                 )
