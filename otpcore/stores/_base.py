@@ -13,37 +13,24 @@ leave everything untouched.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Final
 
+from otpcore import ports
 from otpcore.domain.errors import ConfigurationError, StorageError
 
 __all__ = ["PORT_METHODS", "StoreBase"]
 
-#: Every method of :class:`otpcore.ports.Store`: what each adapter's calls go through.
+#: Every coroutine method of :class:`otpcore.ports.Store`: what each adapter's calls go
+#: through. Read off the ports, so a new port method is wrapped without a list to update
+#: (``transaction`` returns a context manager, is no coroutine and is not wrapped).
 PORT_METHODS: Final = frozenset(
-    {
-        "find_by_email",
-        "find_by_id",
-        "create",
-        "save_challenge",
-        "load_principal",
-        "revoke",
-        "revoke_user",
-        "find_revocations",
-        "revocations_since",
-        "purge_expired",
-        "create_challenge",
-        "find_challenge",
-        "newest_challenge",
-        "update_challenge",
-        "hit",
-        "open_session",
-        "find_session",
-        "rotate_session",
-        "list_sessions",
-        "end_sessions",
-    }
+    name
+    for port in ports.Store.__mro__
+    if port.__module__ == ports.__name__
+    for name, member in vars(port).items()
+    if inspect.iscoroutinefunction(member)
 )
 
 _WRAPPED = "__otpcore_wrapped__"
