@@ -4,3 +4,5 @@ No I/O, no clock, no randomness, no framework or driver: ``now`` and random sour
 parameters. :mod:`~otpcore.domain.records` holds the shared records; the modules beside it
 decide (:mod:`~otpcore.domain.challenge`, :mod:`~otpcore.domain.sessions`).
 """
+
+__all__: list[str] = []
