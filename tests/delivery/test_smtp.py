@@ -20,6 +20,7 @@ from otpcore.domain.limits import Limits
 from otpcore.domain.policy import Policy
 from otpcore.service import OTPAuth
 from otpcore.stores.memory import MemoryStore
+from otpcore_fastapi.languages import accept_languages
 from tests.delivery.smtp_server import SMTPServer
 from tests.http.conftest import SECRET
 
@@ -55,7 +56,7 @@ async def test_the_message_is_multipart_alternative_with_the_code_in_both_parts(
     smtp_server: SMTPServer,
 ) -> None:
     auth = service(smtp_server)
-    await auth.request_code("Alice@Example.com", accept_language="fr-CH, en;q=0.5")
+    await auth.request_code("Alice@Example.com", languages=accept_languages("fr-CH, en;q=0.5"))
     assert await auth.outbox.drain(5) == 0
 
     [received] = smtp_server.recorder.received
@@ -92,8 +93,8 @@ async def test_locale_overrides_and_html_autoescape(smtp_server: SMTPServer) -> 
         app_name='<b>Tom & "Jerry"</b>',
     )
     auth = service(smtp_server, templates=templates)
-    await auth.request_code("bob@example.com", accept_language="de-CH;q=0.9, fr;q=0.8")
-    await auth.request_code("carol@example.com", accept_language="fr")
+    await auth.request_code("bob@example.com", languages=accept_languages("de-CH;q=0.9, fr;q=0.8"))
+    await auth.request_code("carol@example.com", languages=accept_languages("fr"))
     assert await auth.outbox.drain(5) == 0
 
     [german] = smtp_server.recorder.to("bob@example.com")

@@ -4,11 +4,14 @@ record, and the binding's mail settings."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otpcore.delivery import (
     CallbackMailer,
@@ -18,10 +21,11 @@ from otpcore.delivery import (
     SMTPSender,
     TemplateMailer,
     Templates,
-    parse_accept_language,
 )
 from otpcore.domain.errors import ConfigurationError
+from otpcore_fastapi.languages import MAX_LANGUAGES, accept_languages
 from tests.delivery.conftest import MailConfig
+from tests.delivery.smtp_server import SMTPServer
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -35,16 +39,54 @@ def mail(**fields: Any) -> CodeMail:
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        (None, []),
-        ("", []),
-        ("de-CH, de;q=0.9, en;q=0.8, *;q=0.5", ["de-ch", "de", "en"]),
-        ("en;q=0.2, fr", ["fr", "en"]),
-        ("fr;q=0, en", ["en"]),
-        ("xx;q=abc, <script>, en-US", ["en-us"]),
+        (None, ()),
+        ("", ()),
+        ("de-CH, de;q=0.9, en;q=0.8, *;q=0.5", ("de-ch", "de", "en")),
+        ("en;q=0.2, fr", ("fr", "en")),
+        ("fr;q=0, en", ("en",)),
+        ("xx;q=abc, <script>, en-US", ("en-us",)),
+        # The wildcard is the default locale's business, whatever its weight.
+        ("*, de;q=0.5", ("de",)),
+        # Weights outside RFC 9110's qvalue grammar are skipped (werkzeug >= 3.0).
+        ("en;q=NaN, de;q=1e-1, fr;q=2, es;q=-0.5, it", ("it",)),
+        # Ties keep the header's order; a repeat counts once, at its best.
+        ("fr;q=0.5, de;q=0.5, en", ("en", "fr", "de")),
+        ("de;q=0.4, DE, en;q=0.5", ("de", "en")),
+        ("pt-BR , pt ; q=0.9", ("pt-br", "pt")),
     ],
 )
-def test_accept_language_is_read_by_weight(header: str | None, expected: list[str]) -> None:
-    assert parse_accept_language(header) == expected
+def test_accept_language_is_read_by_weight(header: str | None, expected: tuple[str, ...]) -> None:
+    assert accept_languages(header) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    [",,,", ";;;q=", 'en;q="0.5', '"unterminated, de', "en;q=", "\x00de", "=;=,=", "en-", "-",
+     "de-" + "x" * 9, "a" * 100_000, ";q=1", "\u00e9n, d\u00e9"],
+)  # fmt: skip
+def test_a_malformed_accept_language_never_raises(header: str) -> None:
+    tags = accept_languages(header)
+    assert all(_looks_like_a_tag(tag) for tag in tags)
+
+
+@given(st.text(max_size=300))
+def test_any_accept_language_gives_a_few_lowercase_tags(header: str) -> None:
+    tags = accept_languages(header)
+    assert len(tags) <= MAX_LANGUAGES
+    assert len(set(tags)) == len(tags)
+    assert all(_looks_like_a_tag(tag) and tag == tag.lower() for tag in tags)
+
+
+def test_a_long_accept_language_keeps_the_most_wanted_tags() -> None:
+    header = ", ".join(f"l{index:03d};q=0.{index % 9 + 1}" for index in range(200))
+    tags = accept_languages(header + ", de")
+    assert len(tags) == MAX_LANGUAGES
+    assert tags[0] == "de"
+    assert tags[1:4] == ("l008", "l017", "l026")  # q=0.9, in header order
+
+
+def _looks_like_a_tag(tag: str) -> bool:
+    return bool(re.fullmatch(r"[a-z0-9]{1,8}(-[a-z0-9]{1,8})*", tag))
 
 
 def test_locale_falls_back_from_region_to_language_to_default(tmp_path: Path) -> None:
@@ -54,14 +96,59 @@ def test_locale_falls_back_from_region_to_language_to_default(tmp_path: Path) ->
     (tmp_path / "pt-br" / "subject.txt").write_text("Seu código", encoding="utf-8")
     templates = Templates(tmp_path)
     assert templates.locales == {"en", "de", "pt-br"}
-    assert templates.negotiate("de-AT") == "de"
-    assert templates.negotiate("pt-BR,pt;q=0.9") == "pt-br"
-    assert templates.negotiate("ja") == "en"
-    rendered = templates.render(mail(accept_language="de-AT"), now=NOW)
+    assert templates.negotiate(["de-at"]) == "de"
+    assert templates.negotiate(["en-GB", "de"]) == "en"  # en-GB -> en comes before de
+    assert templates.negotiate(accept_languages("en-GB;q=0.5, de-CH")) == "de"
+    assert templates.negotiate(accept_languages("pt-BR,pt;q=0.9")) == "pt-br"
+    assert templates.negotiate(["ja", "<script>"]) == "en"
+    assert templates.negotiate([]) == "en"
+    rendered = templates.render(mail(languages=("de-at",)), now=NOW)
     assert (rendered.subject, rendered.locale) == ("Ihr Code", "de")
     # Only the subject is German: the bodies come from the defaults.
     assert "428913" in rendered.text
     assert "428913" in rendered.html
+    # The raw header is not the core's to read: only the tags choose.
+    assert templates.render(mail(accept_language="de"), now=NOW).locale == "en"
+
+
+def test_negotiate_refuses_a_header_string() -> None:
+    with pytest.raises(TypeError, match="not a header"):
+        Templates().negotiate("de")
+
+
+async def test_request_otp_mails_in_the_accept_language_of_the_request(
+    smtp_server: SMTPServer, mail_app: Any
+) -> None:
+    seen: list[str | None] = []
+
+    def locale(email: str, accept_language: str | None) -> str | None:
+        seen.append(accept_language)
+        return None
+
+    client, config, _ = await mail_app(
+        mail_templates={"de/subject.txt": "Ihr Code", "fr/subject.txt": "Votre code"},
+        mail_locale=locale,
+    )
+    header = "it, fr;q=0.4, de-AT;q=0.8, *;q=0.9"
+    for email, headers in (
+        ("ada@example.com", {"Accept-Language": header}),
+        ("bob@example.com", {"Accept-Language": 'q=;,,"'}),
+        ("eve@example.com", {}),
+    ):
+        response = await client.post("/auth/request-otp", json={"email": email}, headers=headers)
+        assert response.status_code == 200
+    assert await config.auth.outbox.drain(5) == 0
+    subjects = {
+        r.rcpt_tos[0]: (r.message["Subject"], r.message["Content-Language"])
+        for r in smtp_server.recorder.received
+    }
+    assert subjects == {
+        "ada@example.com": ("Ihr Code", "de"),
+        "bob@example.com": ("Your sign-in code", "en"),
+        "eve@example.com": ("Your sign-in code", "en"),
+    }
+    # The mail_locale hook still gets the header itself, unchanged.
+    assert sorted(seen, key=str) == sorted([header, 'q=;,,"', None], key=str)
 
 
 def test_the_link_block_appears_only_with_a_link_and_is_escaped() -> None:
@@ -204,7 +291,7 @@ def test_mail_settings_are_validated_on_assignment() -> None:
     assert config.auth.outbox.capacity == 5
 
 
-def test_the_locale_hook_wins_over_accept_language() -> None:
+def test_the_locale_hook_wins_over_the_languages() -> None:
     def locale(email: str, accept_language: str | None) -> str | None:
         return "de" if email.endswith(".de") else None
 
@@ -216,10 +303,10 @@ def test_the_locale_hook_wins_over_accept_language() -> None:
     mailer = config.auth.outbox.mailer
     assert isinstance(mailer, TemplateMailer)
     german = CodeMail(
-        email="ada@example.de", code="1", expires_at=NOW, accept_language="en", created_at=NOW
+        email="ada@example.de", code="1", expires_at=NOW, languages=("en",), created_at=NOW
     )
     assert mailer.compose(german, now=NOW).subject == "Ihr Code"
-    other = CodeMail(email="ada@example.com", code="1", expires_at=NOW, accept_language="de")
+    other = CodeMail(email="ada@example.com", code="1", expires_at=NOW, languages=("de",))
     assert mailer.compose(other, now=NOW).subject == "Ihr Code"
     english = CodeMail(email="ada@example.com", code="1", expires_at=NOW)
     assert mailer.compose(english, now=NOW).subject == "Your sign-in code"
