@@ -105,12 +105,14 @@ async def request_code(
 
     # An outbox slot before the account lookup: a full outbox refuses every address alike.
     with s.outbox.reserve() as ticket:
-        # One unit of work: the limit hits, the lookup and the stored code (on SQLite one
-        # write lock and one commit). A refusal is raised once what it counted is stored.
+        # The lookup is a read: outside the unit, which on SQLite holds the write lock.
+        known = await store.find_by_email(email)
+        # One unit of work: the limit hits and the stored code (on SQLite one write lock
+        # and one commit). A refusal is raised once what it counted is stored.
         async with store.transaction(atomic=False):
             result = await _deferred(
                 _issue(s, store, key, subject, binding, outcome, (code_hash, link_hash), now,
-                       email, ip=ip, device=device)
+                       email, ip=ip, device=device, account=known)
             )  # fmt: skip
         if isinstance(result, OTPAuthError):
             raise result
@@ -164,12 +166,12 @@ async def _issue(
     *,
     ip: str | None,
     device: str | None,
+    account: Account[U] | None,
 ) -> tuple[Account[U] | None, ChallengeState]:
-    """The limits, the account lookup and the stored code of a request, in that order."""
+    """The limits, then the refusal of an unknown address or the stored code."""
     await send_limits(
         s, _limit_store(s, store), email=email, subject=subject, ip=ip, device=device, now=now
     )
-    account = await store.find_by_email(email)
     if account is None and not s.auto_create_user and s.reveal_unknown_users:
         emit(s, CodeRequested(at=now, email=email, user_id=None, outcome="unknown_user"))
         raise UserNotFound()
@@ -290,9 +292,20 @@ async def verify_code(
     counted = _Counted()
     for _ in range(s.max_retries):
         before = replace(counted)
+        # The reads before the unit, which on SQLite holds the write lock: its
+        # compare-and-set finds out whether the record changed since.
+        unknown = (
+            s.reveal_unknown_users
+            and not s.auto_create_user
+            and await store.find_by_email(email) is None
+        )
+        key = guess.key
+        record = await (store.find_challenge(key) if key else store.newest_challenge(subject))
         try:
             async with store.transaction():
-                result = await _deferred(_attempt(s, store, limiter, guess, counted))
+                result = await _deferred(
+                    _attempt(s, store, limiter, guess, counted, record, unknown=unknown)
+                )
         except ContentionError:
             # The unit was undone (a new account's e-mail race on SQL): so were its hits,
             # unless the counters live elsewhere.
@@ -327,24 +340,27 @@ class _Counted:
 
 
 async def _attempt(
-    s: Settings[U], store: Store[U], limiter: LimitStore, g: _Guess, counted: _Counted
+    s: Settings[U],
+    store: Store[U],
+    limiter: LimitStore,
+    g: _Guess,
+    counted: _Counted,
+    record: PendingChallenge | None,
+    *,
+    unknown: bool,
 ) -> Login[U] | None:
-    """One attempt at a guess; ``None`` when its compare-and-set lost (decide again)."""
+    """One attempt at a guess on ``record`` (as read just before); ``None`` when its
+    compare-and-set lost (read and decide again)."""
     now, email = g.now, g.email
     if not counted.client and g.ip is not None and s.limits.verify_per_client is not None:
         await check_rate(
             s, limiter, "verify-client", rules.client_scope(g.ip), s.limits.verify_per_client, now
         )
         counted.client = True
-    if (
-        s.reveal_unknown_users
-        and not s.auto_create_user
-        and await store.find_by_email(email) is None
-    ):
+    if unknown:
         emit(s, GuessFailed(at=now, email=email, user_id=None, reason="unknown_user"))
         raise UserNotFound()
     bound = g.key is not None
-    record = await (store.find_challenge(g.key) if g.key else store.newest_challenge(g.subject))
     if record is None or record.subject != g.subject:
         _refused(s, email, None, CodeInvalid(), now)
     before = record.state
