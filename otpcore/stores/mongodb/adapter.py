@@ -171,11 +171,11 @@ class MongoDBAdapter(
         """See :meth:`otpcore.ports.UnitOfWork.transaction`. Best effort: no multi-document
         transaction, since those need a replica set (a standalone server or the nx-27017
         wire server has none) and a session threaded through every call. Each call stays
-        one atomic single-document write; nothing is undone when the block raises. The
-        service orders a login's writes so that a crash between them is safe: the code is
-        spent before the account is marked verified and before the session is recorded,
-        so the worst a crash leaves is a spent code and an account without a session (the
-        user asks for a new code)."""
+        one atomic single-document write; nothing is undone when the block raises. A
+        login writes the account (found or created), then the spent code, then the
+        verified mark and the session, so the worst a crash between them leaves is an
+        account without a session or a spent code without one (the user asks for a new
+        code)."""
         yield
 
     # -- documents -------------------------------------------------------------------------
