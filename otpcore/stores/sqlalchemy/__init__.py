@@ -13,8 +13,9 @@ Define the tables by mixing the two bases into the application's declarative ``B
 
 The package, one concern per module: ``models`` (the mixins and their column type), ``ids``
 (token subjects to primary keys), ``statements`` (every statement, built once per pair of
-models), ``adapter`` (the ports over an ``AsyncSession``, one unit of work per call) and
-``sqlite`` (the recommended SQLite engine). The reference library's adapter methods come
+models), ``adapter`` (the ports over an ``AsyncSession``, one unit of work per call),
+``units`` (units of work spanning calls, the SQLite writer lock) and ``sqlite`` (the
+recommended SQLite engine). The reference library's adapter methods come
 from :mod:`otpcore.stores._reference`, written once for every store.
 
 Driver and connection failures surface as :class:`otpcore.domain.errors.StorageError` with

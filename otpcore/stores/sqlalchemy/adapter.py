@@ -1,6 +1,9 @@
 """``SQLAlchemyAdapter``: the storage ports over the application's ``AsyncSession``.
 
-Session handling: every call is its own unit of work. It commits when it succeeds, reads
+Session handling: every call is its own unit of work, unless the service groups calls with
+:meth:`~otpcore.stores.sqlalchemy.units.SQLUnits.transaction` (one transaction for a
+step; on SQLite every write also queues on a per-engine lock first: see
+:mod:`otpcore.stores.sqlalchemy.units`). A call commits when it succeeds, reads
 included, so no transaction (and on SQLite no lock) outlives the call; as in the reference,
 that commit also commits whatever the application had pending in the same session. When it
 fails, :class:`~otpcore.stores._base.StoreBase` rolls it back, so nothing is left half-applied
