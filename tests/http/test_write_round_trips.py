@@ -15,9 +15,11 @@ user -> refresh -> logout, through the ASGI app, on the README's SQLite wiring (
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from otpcore.stores.sqlalchemy import create_sqlite_engine
 from otpcore_fastapi import SQLAlchemyAdapter, get_auth_router, get_current_user_dependency
 from tests.backends.postgres import postgres_schema
 from tests.backends.sql_models import Base, Blacklist, User
@@ -69,11 +72,8 @@ class Counts:
         return dict(self.seen.get(step, Counter()))
 
 
-@asynccontextmanager
-async def counted_app(
-    engine: AsyncEngine,
-) -> AsyncIterator[tuple[httpx.AsyncClient, Counts, RecordingConfig]]:
-    """The auth router and ``/me`` over ``engine``: a client, the counters, the config."""
+def flow_app(engine: AsyncEngine) -> tuple[FastAPI, RecordingConfig]:
+    """The auth router and ``/me`` over ``engine``, and its config."""
     config = RecordingConfig(refresh_token_delivery="body")
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
@@ -94,6 +94,15 @@ async def counted_app(
     async def me(user: User = current_user) -> dict[str, Any]:
         return {"id": user.id}
 
+    return app, config
+
+
+@asynccontextmanager
+async def counted_app(
+    engine: AsyncEngine,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Counts, RecordingConfig]]:
+    """The auth router and ``/me`` over ``engine``: a client, the counters, the config."""
+    app, config = flow_app(engine)
     counts = Counts()
     listeners: list[tuple[str, Callable[..., None]]] = [
         ("before_cursor_execute", counts.statement),
@@ -110,13 +119,15 @@ async def counted_app(
         event.remove(engine.sync_engine, name, listener)
 
 
-async def run_flow(client: httpx.AsyncClient, counts: Counts, config: RecordingConfig) -> None:
+async def run_flow(
+    client: httpx.AsyncClient, counts: Counts, config: RecordingConfig, email: str = EMAIL
+) -> None:
     """One login flow of a new user, each step counted under its name."""
     counts.step = "request-otp"
-    requested = await client.post("/auth/request-otp", json={"email": EMAIL})
+    requested = await client.post("/auth/request-otp", json={"email": email})
     assert requested.status_code == 200, requested.text
     counts.step = "verify-otp"
-    body = {"email": EMAIL, "code": config.last_code()}
+    body = {"email": email, "code": config.last_code(email)}
     body["challenge_id"] = requested.json()["challenge_id"]
     login = await client.post("/auth/verify-otp", json=body)
     assert login.status_code == 200, login.text
@@ -197,3 +208,25 @@ async def test_postgres_steps() -> None:
     async with postgres_schema((Base, User, Blacklist)) as (engine, _):
         seen = await measured(engine)
     assert seen == POSTGRES
+
+
+async def test_concurrent_logins_never_meet_in_sqlites_busy_handler(tmp_path: Path) -> None:
+    # SQLite's busy timeout at 0: a connection that met another's lock would fail at once
+    # (503 storage_unavailable) instead of sleeping in the busy handler. On
+    # create_sqlite_engine (WAL: readers never wait), 24 concurrent logins of new users in
+    # one process all succeed: writers queue on the adapter's lock, never inside SQLite.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'otp.db'}"
+    engine = create_sqlite_engine(url, connect_args={"timeout": 0})
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        app, config = flow_app(engine)
+
+        async def login(n: int) -> None:
+            transport = httpx.ASGITransport(app=app, client=(f"203.0.113.{n}", 5000))
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+                await run_flow(client, Counts(), config, f"user{n}@example.com")
+
+        await asyncio.gather(*(login(n) for n in range(1, 25)))
+    finally:
+        await engine.dispose()
