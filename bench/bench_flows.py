@@ -181,6 +181,7 @@ class Wiring:
     store: str  # readme-sqlite, sqlite-wal, postgres, mongodb
     library: str  # the package /_bench/info must report
     library_root: Path | None = None  # where that package must come from
+    workers: int = 1  # uvicorn worker processes
 
 
 @dataclass
@@ -203,6 +204,23 @@ class Server:
         future = self.waiting.pop(email, None)
         if future is not None and not future.done():
             future.set_result(code)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds so far of the server's processes (uvicorn's and, with
+        several workers, its children's; psutil), or NaN when psutil is missing."""
+        try:
+            import psutil
+        except ImportError:
+            return math.nan
+        try:
+            root = psutil.Process(self.process.pid)
+            total = 0.0
+            for process in [root, *root.children(recursive=True)]:
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            return math.nan
+        return total
 
     def pump(self) -> None:
         """Read the server's output (a thread): hand each code to its flow, keep the rest."""
@@ -231,7 +249,7 @@ def server_command(wiring: Wiring, port: int) -> list[str]:
     return [
         str(wiring.python), "-m", "uvicorn", f"{wiring.module}:make_app", "--factory",
         "--app-dir", str(FLOW_APPS), "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--no-access-log", "--log-level", "warning",
+        "--workers", str(wiring.workers), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
 
 
@@ -357,6 +375,8 @@ class Round:
     seconds: float
     steps: Mapping[str, Sequence[float]]
     errors: Mapping[str, int] = field(default_factory=dict)
+    #: CPU seconds the server's processes spent during the round (NaN if not measured).
+    cpu: float = math.nan
 
     @property
     def rate(self) -> float:
@@ -380,10 +400,12 @@ async def run_round(server: Server, flows: int, concurrency: int, tls: ssl.SSLCo
             for step, seconds in times.items():
                 steps[step].append(seconds)
 
+    cpu = server.cpu_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     completed = flows - sum(errors.values())
-    return Round(completed, time.perf_counter() - started, steps, dict(errors))
+    seconds = time.perf_counter() - started
+    return Round(completed, seconds, steps, dict(errors), server.cpu_seconds() - cpu)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -405,6 +427,8 @@ class Summary:
     p50: Mapping[str, float]
     p95: Mapping[str, float]
     errors: Mapping[str, int] = field(default_factory=dict)
+    #: The server's CPU milliseconds per completed flow (median of the rounds).
+    cpu_ms: float = math.nan
 
 
 def summarize(rounds: Sequence[Round]) -> Summary:
@@ -417,6 +441,7 @@ def summarize(rounds: Sequence[Round]) -> Summary:
         p50={s: _median_ms(rounds, s, 0.50) for s in STEPS},
         p95={s: _median_ms(rounds, s, 0.95) for s in STEPS},
         errors=dict(sum((Counter(r.errors) for r in rounds), Counter())),
+        cpu_ms=statistics.median(1000 * r.cpu / r.flows if r.flows else math.nan for r in rounds),
     )
 
 
@@ -460,18 +485,30 @@ async def databases(label: str, store: str, scratch: Path) -> AsyncIterator[dict
                 await client.close()
 
 
-def wirings(*, baseline: str | None, reference: bool, current: str | None = None) -> list[Wiring]:
-    """What this run measures (PostgreSQL and MongoDB only when their servers are set)."""
+def wirings(
+    *,
+    baseline: str | None,
+    reference: bool,
+    current: str | None = None,
+    workers: int = 1,
+    only: Sequence[str] | None = None,
+) -> list[Wiring]:
+    """What this run measures (PostgreSQL and MongoDB only when their servers are set;
+    ``only`` these otpcore stores when given), each otpcore wiring with ``workers`` uvicorn
+    workers (the reference keeps one)."""
     stores = [
         s
         for s in OTPCORE_WIRINGS
         if (s != "postgres" or os.environ.get("OTPCORE_POSTGRES_URL"))
         and (s != "mongodb" or os.environ.get("MONGODB_URI"))
+        and (only is None or s in only)
     ]
     python, root = Path(sys.executable), ROOT
     if current is not None:  # a commit instead of this checkout (with its uncommitted edits)
         python, root = ensure_worktree_venv(current, CURRENT_VENV), CURRENT_VENV / "src"
-    chosen = [Wiring(f"otpcore {s}", python, "otpcore_app", s, "otpcore", root) for s in stores]
+    chosen = [
+        Wiring(f"otpcore {s}", python, "otpcore_app", s, "otpcore", root, workers) for s in stores
+    ]
     if reference:
         chosen.append(
             Wiring(
@@ -486,7 +523,10 @@ def wirings(*, baseline: str | None, reference: bool, current: str | None = None
     if baseline is not None:
         base = ensure_worktree_venv(baseline)
         tree = BASELINE_VENV / "src"
-        chosen += [Wiring(f"baseline {s}", base, "otpcore_app", s, "otpcore", tree) for s in stores]
+        chosen += [
+            Wiring(f"baseline {s}", base, "otpcore_app", s, "otpcore", tree, workers)
+            for s in stores
+        ]
     return chosen
 
 
@@ -525,13 +565,18 @@ def table(summaries: Mapping[str, Summary]) -> list[str]:
     """The printed report: flows/s, then p50/p95 (ms) per step, and the worst p95/p50."""
     reference = summaries.get("reference")
     head = f"  {'wiring':<24} {'flows/s':>8} {'range':>13} {'x ref':>6}"
-    lines = [head + "".join(f" {s:>15}" for s in STEPS) + f" {'worst p95/p50':>14}"]
+    lines = [
+        head + "".join(f" {s:>15}" for s in STEPS) + f" {'worst p95/p50':>14} {'cpu ms/flow':>12}"
+    ]
     for label, s in summaries.items():
         ratio = f"{s.rate / reference.rate:>6.2f}" if reference else f"{'':>6}"
         cells = "".join(f" {s.p50[step]:>7.1f}/{s.p95[step]:<7.1f}" for step in STEPS)
         worst = max(s.p95[step] / s.p50[step] for step in STEPS if step != "code")
         span = f"{s.low:.1f}-{s.high:.1f}"
-        lines.append(f"  {label:<24} {s.rate:>8.1f} {span:>13} {ratio}{cells} {worst:>14.1f}")
+        lines.append(
+            f"  {label:<24} {s.rate:>8.1f} {span:>13} {ratio}{cells} {worst:>14.1f}"
+            f" {s.cpu_ms:>12.1f}"
+        )
     for label, s in summaries.items():
         if s.errors:
             failed = ", ".join(f"{kind} x{n}" for kind, n in sorted(s.errors.items()))
@@ -554,6 +599,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
     parser.add_argument("--profile-flows", type=int, default=100, help="flows profiled (100)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 60 flows")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers per otpcore server (1)"
+    )
+    parser.add_argument(
+        "--stores", default=None, help="only these otpcore stores, comma-separated (all)"
+    )
     # bench/run.py passes its own arguments after the suite names.
     args = parser.parse_args([] if argv is None else argv)
     if args.quick:
@@ -562,10 +613,13 @@ def main(argv: list[str] | None = None) -> None:
         baseline=None if args.no_baseline else args.baseline,
         reference=not args.no_reference,
         current=args.current,
+        workers=args.workers,
+        only=None if args.stores is None else args.stores.split(","),
     )
     print(
-        f"Login flows over HTTP: 1 uvicorn worker each, {args.concurrency} concurrent flows, "
-        f"{args.flows} flows x {args.rounds} rounds (wirings taking turns); baseline "
+        f"Login flows over HTTP: {args.concurrency} concurrent flows, "
+        f"{args.flows} flows x {args.rounds} rounds (wirings taking turns); "
+        f"{args.workers} worker(s) per otpcore server; baseline "
         f"{'none' if args.no_baseline else args.baseline}; otpcore "
         f"{args.current or 'this checkout, uncommitted edits included'}",
         flush=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import ipaddress
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -104,6 +105,16 @@ def test_the_server_imports_apps_from_flow_apps_only() -> None:
     assert command[command.index("--app-dir") + 1] == str(FLOW_APPS)
     assert "otpcore_app:make_app" in command
     assert command[command.index("--workers") + 1] == "1"
+
+
+def test_workers_and_the_servers_cpu_per_flow() -> None:
+    # Issue 13: CPU-seconds per flow with 4 workers against one (psutil, every process).
+    command = server_command(replace(otpcore("postgres"), workers=4), 8000)
+    assert command[command.index("--workers") + 1] == "4"
+    rounds = [Round(10, 1.0, {s: [0.01] for s in STEPS}, cpu=cpu) for cpu in (0.4, 0.5, 0.9)]
+    summary = summarize(rounds)
+    assert summary.cpu_ms == pytest.approx(50.0)
+    assert table({"x": summary})[1].split()[-1] == "50.0"
 
 
 def test_every_flow_gets_its_own_loopback_address() -> None:
