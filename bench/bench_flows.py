@@ -30,10 +30,12 @@ The wirings, all in one run (the apps are in ``bench/flow_apps/``):
   ``create_async_engine``), from ``bench/.venv-reference``, a Python 3.12 venv this script
   makes (pyenv's 3.12);
 - ``otpcore`` is this checkout as it is (uncommitted edits included), or ``--current <commit>``
-  installed like the baseline, into ``bench/.venv-current``;
+  installed like the baseline;
 - ``baseline <wiring>``: each otpcore wiring again, at ``--baseline`` (a commit, default
-  :data:`DEFAULT_BASELINE`), checked out in a git worktree (``bench/.venv-baseline/src``)
-  and installed with ``pip install -e <worktree>[all]`` into ``bench/.venv-baseline``.
+  :data:`DEFAULT_BASELINE`), checked out in a git worktree of its own
+  (``bench/.venv-at-<commit>/src``) and installed with ``pip install -e <worktree>[all]``
+  into ``bench/.venv-at-<commit>``: one venv per commit, so runs at once never re-point each
+  other's servers.
 
 Both venvs pin the packages they share with the project's environment to its versions.
 After the rounds, unless ``--no-profile``, each wiring is profiled (``bench_flows_profile``):
@@ -73,9 +75,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 FLOW_APPS = ROOT / "bench" / "flow_apps"
 REFERENCE_VENV = ROOT / "bench" / ".venv-reference"
-BASELINE_VENV = ROOT / "bench" / ".venv-baseline"
-#: Where ``--current <commit>`` installs the commit measured as "otpcore".
-CURRENT_VENV = ROOT / "bench" / ".venv-current"
+#: Commits measured from a worktree get a venv each: ``bench/.venv-at-<commit[:12]>``, the
+#: worktree in its ``src``. One per commit, never re-pointed: two runs at once (one with
+#: ``--baseline A``, one with ``--baseline B``) would otherwise check out each other's commit
+#: under servers still running, and servers started later would import the other commit.
+WORKTREE_VENVS = ROOT / "bench"
 #: The project's commit before the issue-13 work (HEAD when the benchmark was written).
 DEFAULT_BASELINE = "07ea6731ce746dc676554b353f69fbf25ee9898b"
 REFERENCE_REQUIREMENTS = ("fastapi-otp-authentication[sqlalchemy]==0.2.0", "aiosqlite", "uvicorn")
@@ -146,25 +150,27 @@ def ensure_reference_venv() -> Path:
     return REFERENCE_VENV / "bin" / "python"
 
 
-def ensure_worktree_venv(commit: str, venv: Path = BASELINE_VENV) -> Path:
-    """``venv`` with ``commit`` checked out in ``venv/src`` (a git worktree) and installed
-    editable; its interpreter."""
+def worktree_venv(commit: str) -> Path:
+    """The venv (and, in its ``src``, the worktree) that holds ``commit``."""
     resolved = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{commit}^{{commit}}"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
+    return WORKTREE_VENVS / f".venv-at-{resolved[:12]}"
+
+
+def ensure_worktree_venv(commit: str) -> Path:
+    """``commit`` checked out in a git worktree of its own (:func:`worktree_venv` ``/src``)
+    and installed editable into that venv; its interpreter."""
+    venv = worktree_venv(commit)
     tree = venv / "src"
     if not (tree / ".git").exists():
         venv.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), resolved],
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit],
             check=True,
         )
-    else:
-        subprocess.run(["git", "-C", str(tree), "checkout", "--quiet", "--detach", resolved],
-                       check=True)  # fmt: skip
     _install(venv, sys.executable, ["-e", f"{tree}[all]"], pins())
-    (venv / "commit").write_text(resolved + "\n")
     return venv / "bin" / "python"
 
 
@@ -505,7 +511,7 @@ def wirings(
     ]
     python, root = Path(sys.executable), ROOT
     if current is not None:  # a commit instead of this checkout (with its uncommitted edits)
-        python, root = ensure_worktree_venv(current, CURRENT_VENV), CURRENT_VENV / "src"
+        python, root = ensure_worktree_venv(current), worktree_venv(current) / "src"
     chosen = [
         Wiring(f"otpcore {s}", python, "otpcore_app", s, "otpcore", root, workers) for s in stores
     ]
@@ -522,7 +528,7 @@ def wirings(
         )
     if baseline is not None:
         base = ensure_worktree_venv(baseline)
-        tree = BASELINE_VENV / "src"
+        tree = worktree_venv(baseline) / "src"
         chosen += [
             Wiring(f"baseline {s}", base, "otpcore_app", s, "otpcore", tree, workers)
             for s in stores

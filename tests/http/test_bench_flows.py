@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench import run
+from bench import bench_flows, run
 from bench.bench_flows import (
     FLOW_APPS,
     ROOT,
@@ -193,3 +193,11 @@ def test_one_command_runs_the_flows_suite_and_passes_it_its_options() -> None:
     )
     assert "flows" in suites
     assert run.main(["core", "flows", "--quick"]) == 2  # options for two suites: refused
+
+
+def test_each_commit_gets_a_worktree_venv_of_its_own() -> None:
+    # Two runs at once with different baselines must not re-point each other's worktree.
+    first, second = bench_flows.DEFAULT_BASELINE, f"{bench_flows.DEFAULT_BASELINE}~1"
+    assert bench_flows.worktree_venv(first) == bench_flows.worktree_venv(first[:7])
+    assert bench_flows.worktree_venv(first) != bench_flows.worktree_venv(second)
+    assert bench_flows.worktree_venv(first).name.startswith(".venv-")  # git-ignored
