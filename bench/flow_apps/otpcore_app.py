@@ -27,6 +27,7 @@ server's standard output (a pipe; ``PYTHONUNBUFFERED=1``).
 Served by ``python -m uvicorn otpcore_app:make_app --factory --app-dir bench/flow_apps``.
 """
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -84,8 +85,15 @@ def _sqlalchemy(wiring: str, url: str):
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+        for attempt in range(10):
+            try:
+                async with engine.begin() as connection:
+                    await connection.run_sync(Base.metadata.create_all)
+                break
+            except Exception:  # --workers: another worker is creating the tables too
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
         yield
         await engine.dispose()
 
