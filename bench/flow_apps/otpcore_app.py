@@ -46,7 +46,9 @@ class BenchConfig(OTPAuthConfig):
     refresh_token_delivery = "body"
 
     async def send_otp(self, email: str, code: str) -> None:
-        print(f"OTP for {email}: {code}")  # the README's sender
+        # The README's sender, as one write: with --workers several processes share the
+        # pipe, and print's separate write of the newline would let their lines interleave.
+        print(f"OTP for {email}: {code}\n", end="")
 
 
 def _sqlalchemy(wiring: str, url: str):
