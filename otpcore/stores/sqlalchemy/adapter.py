@@ -31,7 +31,7 @@ from sqlalchemy import CursorResult, Insert, Select, Table, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
@@ -39,6 +39,7 @@ from otpcore.domain.records import Account, ChallengeState, Revocation, user_key
 from otpcore.stores._base import StoreBase
 from otpcore.stores._record import challenge_of
 from otpcore.stores._reference import ReferenceAPI
+from otpcore.stores.sqlalchemy._aiosqlite import reading_inline
 from otpcore.stores.sqlalchemy.challenges import SQLChallenges
 from otpcore.stores.sqlalchemy.ids import parse_id
 from otpcore.stores.sqlalchemy.limits import SQLLimits
@@ -302,16 +303,27 @@ class SQLAlchemyAdapter(
     ) -> tuple[Account[UserT] | None, list[Revocation]]:
         """See :meth:`otpcore.ports.AccountStore.load_principal`.
 
-        One ``SELECT``: the user, left-joined to the revocations among ``keys``.
+        One ``SELECT``: the user, left-joined to the revocations among ``keys``. For a user
+        model whose instances are their table's row and nothing more (no relationships,
+        inheritance, deferred columns or load listeners), the row is read through Core and
+        the instance filled from it: the same persistent, loaded object the ORM would give,
+        without the ORM's per-query work on the protected-request path.
         """
         pk = self._parse_id(user_id)
         if pk is None:
             return None, await self._find_revocations(keys)
         fixed, params = key_params(keys)
         params["p_id"] = pk
-        statement = self._plan.principal if fixed else self._plan.principal_many
+        plan = self._plan
+        rows = plan.principal_rows if fixed else plan.principal_rows_many
+        events = plan.mapper.class_manager.dispatch
+        if events.load or events.refresh:  # listeners added since the plan was made
+            rows = None
         await self._one_statement()
         # The statement, the rows and the commit in one pass through SQLAlchemy's sync core.
+        if rows is not None:
+            return await self.session.run_sync(self._principal_from_row, rows, params, keys)
+        statement = plan.principal if fixed else plan.principal_many
         return await self.session.run_sync(self._load_principal, statement, params, keys)
 
     def _load_principal(
@@ -327,6 +339,52 @@ class SQLAlchemyAdapter(
             user = row[0]
             if row[1] is not None:
                 found[row[1]] = revocation_of(row[1:])
+        return self._principal_found(session, user, found, keys)
+
+    def _principal_from_row(
+        self,
+        session: Session,
+        statement: Select[Any],
+        params: Mapping[str, object],
+        keys: Sequence[str],
+    ) -> tuple[Account[UserT] | None, list[Revocation]]:
+        width = len(self._plan.row_attributes)
+        values: Sequence[Any] | None = None
+        found = {}
+        connection = session.connection()
+        with reading_inline(connection):
+            rows = connection.execute(statement, params).all()
+        for row in rows:
+            if values is None and row[0] is not None:
+                values = row[:width]
+            if row[width] is not None:
+                found[row[width]] = revocation_of(row[width:])
+        user = None if values is None else self._persistent(session, values)
+        return self._principal_found(session, user, found, keys)
+
+    def _persistent(self, session: Session, values: Sequence[Any]) -> UserT:
+        """The session's instance for this row, its attributes set from it (as
+        ``populate_existing`` would), made persistent in ``session`` if it was not loaded."""
+        plan = self._plan
+        identity = plan.mapper.identity_key_from_primary_key((values[plan.pk_index],))
+        user = cast("UserT | None", session.identity_map.get(identity))
+        fresh = user is None
+        if user is None:
+            user = cast(UserT, plan.mapper.class_manager.new_instance())
+        for key, value in zip(plan.row_attributes, values, strict=True):
+            set_committed_value(user, key, value)
+        if fresh:
+            make_transient_to_detached(user)
+            session.add(user)
+        return user
+
+    def _principal_found(
+        self,
+        session: Session,
+        user: UserT | None,
+        found: Mapping[str, Revocation],
+        keys: Sequence[str],
+    ) -> tuple[Account[UserT] | None, list[Revocation]]:
         account = None if user is None else self._account(user)
         if not self._in_unit:
             commit_keeping_loaded(session)

@@ -2,9 +2,9 @@
 
 WAL; a pool that rolls back only connections SQLite reports in a transaction and keeps the
 connections it opens; commits and rollbacks that go to aiosqlite's thread only when SQLite
-has a transaction open. With aiosqlite each saves a thread hop on every read-only request
-(two in all: the commit that ends the read, the rollback on return), and, under load,
-reopening connections (each one a thread) all the time.
+has a transaction open; one trip to that thread per statement instead of four, and none for
+the adapter's point reads. With aiosqlite each saves thread hops on every request and,
+under load, reopening connections (each one a thread) all the time.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from otpcore.domain.errors import ConfigurationError
+from otpcore.stores.sqlalchemy._aiosqlite import one_trip_cursors
 from otpcore.stores.sqlalchemy.units import WRITE_OPTION
 
 __all__ = ["create_sqlite_engine"]
@@ -46,6 +47,14 @@ def create_sqlite_engine(
       begins one only before a write), but aiosqlite sends each to its thread first; on
       this engine's connections they return at once in that case, so the commit ending a
       read-only call (the current-user route's one ``SELECT``) costs no trip.
+    - One trip to aiosqlite's thread per statement: SQLAlchemy's aiosqlite adaptation makes
+      four (cursor, execute, fetch, close); this engine's connections execute and fetch the
+      first 256 rows in one (longer results, streamed ones included, are fetched as read).
+      The adapter's point reads (the current user and its revocations, on every protected
+      request) make none: they run on the event loop's thread, with SQLite's busy handler
+      off, and go to aiosqlite's thread only if SQLite would make them wait. For that the
+      connections are opened with ``check_same_thread=False``; passing
+      ``connect_args={"check_same_thread": True}`` keeps every read on aiosqlite's thread.
     - ``BEGIN IMMEDIATE`` for the adapter's units of work that write: the write lock is
       taken when the transaction begins, not at its first write (reads still take none).
       Within a process the adapter queues writers on an ``asyncio.Lock`` first, so none of
@@ -73,19 +82,25 @@ def create_sqlite_engine(
     if synchronous not in ("NORMAL", "FULL", "EXTRA"):
         raise ConfigurationError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
     defaults: dict[str, Any] = {"pool_reset_on_return": None}
+    # The adapter's point reads may run on the event loop's thread (see reading_inline);
+    # the pool and aiosqlite still hand each connection to one user at a time.
+    connect_args = {"check_same_thread": False, **options.pop("connect_args", {})}
     if _is_file_db(parsed) and not {"poolclass", "pool"} & options.keys():
         defaults |= {"pool_size": 15, "max_overflow": 0}
-    engine = create_async_engine(url, **(defaults | options))
+    engine = create_async_engine(url, connect_args=connect_args, **(defaults | options))
 
     def tune(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA busy_timeout")
+            busy_ms = int(cursor.fetchone()[0])
         finally:
             cursor.close()
         if engine.dialect.driver == "aiosqlite":
             _end_only_open_transactions(record.driver_connection)
+            one_trip_cursors(record.driver_connection, busy_ms)
 
     event.listen(engine.sync_engine, "connect", tune)
     event.listen(engine.sync_engine, "reset", _reset_sqlite)

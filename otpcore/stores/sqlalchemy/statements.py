@@ -79,6 +79,13 @@ class Plan:
     by_id: Select[Any]
     principal: Select[Any]
     principal_many: Select[Any]
+    #: The principal reads as rows of the user's columns (in :attr:`row_attributes` order)
+    #: and the revocation's, for models whose loading the ORM adds nothing to; else None.
+    principal_rows: Select[Any] | None
+    principal_rows_many: Select[Any] | None
+    row_attributes: tuple[str, ...]
+    #: Where the primary key is among :attr:`row_attributes`.
+    pk_index: int
     revocations: Select[Any]
     revocations_many: Select[Any]
     since: Select[Any]
@@ -146,6 +153,34 @@ def _required_attributes(mapper: Mapper[Any], table: Table) -> tuple[str, ...]:
     return tuple(sorted(set(required) - {"email"}))
 
 
+def _row_attributes(mapper: Mapper[Any], table: Table) -> tuple[str, ...] | None:
+    """The user's attribute keys, if an instance is fully described by its table's row: one
+    plain column per attribute, no relationship, inheritance or deferred column, nothing
+    that runs when the ORM loads an instance (``load``/``refresh`` listeners, a
+    ``reconstructor``). Otherwise None: such models are loaded by the ORM."""
+    manager = mapper.class_manager
+    if (
+        mapper.relationships
+        or mapper.inherits is not None
+        or mapper.polymorphic_on is not None
+        # A reconstructor is a load listener too.
+        or manager.dispatch.load
+        or manager.dispatch.refresh
+    ):
+        return None
+    keys = []
+    for prop in mapper.column_attrs:
+        column = prop.columns[0] if len(prop.columns) == 1 else None
+        if column is None or not isinstance(column, Column) or column.table is not table:
+            return None
+        if prop.deferred or prop.expire_on_flush is False:
+            return None
+        keys.append(prop.key)
+    if set(keys) != set(mapper.attrs.keys()):
+        return None
+    return tuple(keys)
+
+
 def _insert_outcome(mapper: Mapper[Any], table: Table) -> tuple[frozenset[str], frozenset[str]]:
     """Column attributes that an INSERT leaving them out sets to NULL, and that the server
     fills (and so only a reload can tell)."""
@@ -210,14 +245,28 @@ def _build_plan(user_model: type, blacklist_model: type) -> Plan:
             .execution_options(populate_existing=True)
         )
 
+    row_attributes = _row_attributes(mapper, users)
+
+    def principal_rows(matches: Any) -> Select[Any] | None:
+        if row_attributes is None:
+            return None
+        columns = [mapper.get_property(key).columns[0] for key in row_attributes]
+        return (
+            select(*columns, *revocation_columns)
+            .select_from(anchor)
+            .outerjoin(users, pk == anchor.c.pid)
+            .outerjoin(blacklist, matches)
+        )
+
     at, until = bindparam("p_at", type_=UTCDateTime()), bindparam("p_until", type_=UTCDateTime())
     now = bindparam("p_now", type_=UTCDateTime())
     null_by_default, server_filled = _insert_outcome(mapper, users)
+    pk_key = mapper.get_property_by_column(pk).key
     return Plan(
         mapper=mapper,
         null_by_default=null_by_default,
         server_filled=server_filled,
-        pk_key=mapper.get_property_by_column(pk).key,
+        pk_key=pk_key,
         pk_python_type=pk_python_type,
         pk_type=pk.type,
         attributes=frozenset(mapper.attrs.keys()),
@@ -228,6 +277,10 @@ def _build_plan(user_model: type, blacklist_model: type) -> Plan:
         by_id=select(user_model).where(pk == user_pk).execution_options(populate_existing=True),
         principal=principal(slots),
         principal_many=principal(b.jti.in_(many)),
+        principal_rows=principal_rows(slots),
+        principal_rows_many=principal_rows(b.jti.in_(many)),
+        row_attributes=row_attributes or (),
+        pk_index=(row_attributes or ()).index(pk_key) if row_attributes else -1,
         revocations=select(*revocation_columns).where(slots),
         revocations_many=select(*revocation_columns).where(b.jti.in_(many)),
         since=select(*revocation_columns)

@@ -1,0 +1,321 @@
+"""Trips to aiosqlite's thread on ``create_sqlite_engine``, and the principal built from its row.
+
+A trip is one call of aiosqlite's ``Connection._execute`` (a queue hand-off to the
+connection's thread and the loop's wake-up when it answers), counted here by wrapping it.
+The recommended engine makes one per statement (SQLAlchemy's adaptation alone makes four)
+and none for the adapter's principal read, which runs on the loop's thread unless SQLite
+would make it wait. Results must be what the plain engine gives: rows, row counts, new ids,
+long and streamed results, errors.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import ForeignKey, Integer, String, event, func, insert, inspect, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor, relationship
+
+from otpcore.domain.records import session_key, user_key
+from otpcore.stores.sqlalchemy import (
+    BaseOTPUserTable,
+    SQLAlchemyAdapter,
+    TokenBlacklist,
+    _aiosqlite,
+    create_sqlite_engine,
+)
+from otpcore.stores.sqlalchemy._aiosqlite import CHUNK
+from tests.backends.sql_models import Base, Blacklist, User
+from tests.backends.sqlite import sqlite_database
+
+
+@contextmanager
+def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Trips to aiosqlite's threads while the block runs, by the function sent."""
+    seen: Counter[str] = Counter()
+    original = aiosqlite.Connection._execute
+
+    async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any, **kw: Any) -> Any:
+        seen[getattr(fn, "__name__", "?")] += 1
+        seen["all"] += 1
+        return await original(connection, fn, *args, **kw)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    try:
+        yield seen
+    finally:
+        monkeypatch.undo()
+
+
+@asynccontextmanager
+async def recommended() -> AsyncIterator[AsyncEngine]:
+    async with sqlite_database((Base, User, Blacklist), recommended=True) as engine:
+        yield engine
+
+
+async def test_one_trip_per_statement_with_the_same_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with recommended() as engine:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:  # opens the connection (its own trips)
+            await session.execute(select(func.count()).select_from(User))
+        with trips(monkeypatch) as seen:
+            async with sessions() as session:
+                user = User(email="a@example.com")
+                session.add(user)
+                await session.flush()  # an INSERT: the new id comes back with it
+                assert user.id is not None
+                await session.execute(
+                    insert(User), [{"email": f"u{n}@example.com"} for n in range(3)]
+                )  # executemany
+                result = await session.execute(
+                    update(User).where(User.email.like("u%")).values(is_verified=True)
+                )
+                assert result.rowcount == 3  # type: ignore[attr-defined]
+                emails = (await session.scalars(select(User.email).order_by(User.id))).all()
+                await session.commit()
+        assert emails == ["a@example.com", "u0@example.com", "u1@example.com", "u2@example.com"]
+        # 4 statements, 1 trip each (the plain engine: 3 or 4 each), and the commit.
+        assert seen["all"] == 5, seen
+        assert seen["_run"] == 4
+
+
+async def test_long_and_streamed_results_come_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    total = 2 * CHUNK + 10
+    async with recommended() as engine:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            await session.execute(insert(User), [{"email": f"u{n}@x.org"} for n in range(total)])
+            await session.commit()
+        with trips(monkeypatch) as seen:
+            async with sessions() as session:
+                everything = (await session.scalars(select(User.id))).all()
+        assert len(everything) == total
+        assert (seen["_run"], seen["_fetch"]) == (1, 1)  # the first chunk, then the rest
+        with trips(monkeypatch) as seen:
+            async with sessions() as session:
+                streamed = []
+                stream = await session.stream_scalars(select(User.id).order_by(User.id))
+                async for partition in stream.partitions(50):
+                    streamed += partition
+                    # Never much more held than asked for: the rest waits on sqlite3's cursor.
+                    assert len(streamed) <= len(everything)
+        assert streamed == sorted(everything)
+        assert seen["_run"] == 1
+        assert seen["_fetch"] == 2  # two more chunks, the last one short
+
+
+async def test_errors_are_the_drivers_and_leave_the_connection_usable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with recommended() as engine:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            session.add(User(email="a@example.com", username="taken"))
+            await session.commit()
+            session.add(User(email="b@example.com", username="taken"))
+            with pytest.raises(IntegrityError) as raised:
+                await session.commit()
+            assert "UNIQUE constraint failed: users.username" in str(raised.value)
+            await session.rollback()
+            count = await session.scalar(select(func.count()).select_from(User))
+        assert count == 1
+
+
+async def _user(engine: AsyncEngine, email: str = "a@example.com") -> str:
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        account = await SQLAlchemyAdapter(session, User, Blacklist).create(email, {})
+    return account.user_id
+
+
+async def test_the_principal_read_makes_no_trip_and_restores_the_busy_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with recommended() as engine:
+        user_id = await _user(engine)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        keys = ["j1", session_key("s1"), user_key(user_id)]
+        with trips(monkeypatch) as seen:
+            async with sessions() as session:
+                store = SQLAlchemyAdapter(session, User, Blacklist)
+                account, revoked = await store.load_principal(user_id, keys)
+                async with engine.connect() as connection:
+                    busy = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+        assert account is not None
+        assert account.email == "a@example.com"
+        assert revoked == []
+        assert seen["_run"] == 1  # the PRAGMA read above, not the principal
+        assert busy == 5000  # aiosqlite's default timeout, 5 s, as it was
+
+
+async def test_a_principal_read_sqlite_would_make_wait_goes_to_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLITE_BUSY for a WAL reader (another connection recovering the WAL, or holding the
+    file in exclusive locking mode, which WAL connections' shared locks rule out here) cannot
+    be produced on demand: injected, on the loop's thread only. The read then goes to
+    aiosqlite's thread, succeeds there, and the busy timeout is as it was."""
+    async with recommended() as engine:
+        user_id = await _user(engine)
+        loop_thread = threading.get_ident()
+        run = _aiosqlite._run
+        refused: list[str] = []
+
+        def busy_on_the_loop(connection: sqlite3.Connection, *args: Any) -> Any:
+            if threading.get_ident() == loop_thread:
+                refused.append(args[0])
+                error = sqlite3.OperationalError("database is locked")
+                error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+                raise error
+            return run(connection, *args)
+
+        monkeypatch.setattr(_aiosqlite, "_run", busy_on_the_loop)
+        with trips(monkeypatch) as seen:
+            async with async_sessionmaker(engine)() as session:
+                store = SQLAlchemyAdapter(session, User, Blacklist)
+                account, _ = await store.load_principal(user_id, ["j1"])
+                connection = await session.connection()
+                busy = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+        assert account is not None
+        assert account.email == "a@example.com"
+        assert len(refused) == 1
+        assert seen["busy_on_the_loop"] == 2  # the principal, then the PRAGMA
+        assert busy == 5000
+
+
+async def test_check_same_thread_keeps_every_read_on_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        engine = create_sqlite_engine(
+            f"sqlite+aiosqlite:///{Path(directory) / 'otp.db'}",
+            connect_args={"check_same_thread": True},
+        )
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(Base.metadata.create_all)
+            user_id = await _user(engine)
+            with trips(monkeypatch) as seen:
+                async with async_sessionmaker(engine)() as session:
+                    account, _ = await SQLAlchemyAdapter(session, User, Blacklist).load_principal(
+                        user_id, ["j1"]
+                    )
+            assert account is not None
+            assert seen["_run"] == 1
+        finally:
+            await engine.dispose()
+
+
+# -- the principal's instance ------------------------------------------------------------------
+
+
+async def test_the_principal_is_the_sessions_persistent_instance() -> None:
+    async with recommended() as engine:
+        user_id = await _user(engine)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            store = SQLAlchemyAdapter(session, User, Blacklist)
+            account, _ = await store.load_principal(user_id, ["j1"])
+            assert account is not None
+            user = account.user
+            state = inspect(user)
+            assert state.persistent
+            assert not state.modified
+            assert state.session is session.sync_session
+            assert state.unloaded == set()  # every column loaded: nothing to lazy-load
+            assert await session.get(User, int(user_id)) is user
+            user.username = "renamed"  # the application's own change, flushed as usual
+            await session.commit()
+            # Already in the session: refreshed from the row, as populate_existing does.
+            await session.execute(update(User).values(username="elsewhere"))
+            await session.commit()
+            again, _ = await store.load_principal(user_id, ["j1"])
+            assert again is not None
+            assert again.user is user
+            assert user.username == "elsewhere"
+        async with sessions() as session:
+            assert await session.scalar(select(User.username)) == "elsewhere"
+
+
+class _RichBase(DeclarativeBase):
+    pass
+
+
+class _Team(_RichBase):
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), default="core")
+
+
+class _RichUser(BaseOTPUserTable[int], _RichBase):
+    """A model the ORM must load: an eager relationship and a reconstructor."""
+
+    __tablename__ = "rich_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    team: Mapped[_Team | None] = relationship(lazy="selectin")
+
+    @reconstructor
+    def _loaded(self) -> None:
+        self.greeting = f"hello {self.email}"
+
+
+class _RichBlacklist(TokenBlacklist, _RichBase):
+    pass
+
+
+class _SimpleUser(BaseOTPUserTable[int], _RichBase):
+    __tablename__ = "simple_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+async def test_models_the_orm_must_load_are_loaded_by_it() -> None:
+    loads: list[str] = []
+
+    def on_load(target: Any, context: Any) -> None:
+        loads.append(target.email)
+
+    with tempfile.TemporaryDirectory() as directory:
+        engine = create_sqlite_engine(f"sqlite+aiosqlite:///{Path(directory) / 'otp.db'}")
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(_RichBase.metadata.create_all)
+            sessions = async_sessionmaker(engine, expire_on_commit=False)
+            async with sessions() as session:
+                session.add(_Team(id=1))
+                session.add(_RichUser(id=5, email="a@example.com", team_id=1))
+                session.add(_SimpleUser(id=6, email="b@example.com"))
+                await session.commit()
+            async with sessions() as session:
+                rich, _ = await SQLAlchemyAdapter(
+                    session, _RichUser, _RichBlacklist
+                ).load_principal("5", ["j1"])
+            assert rich is not None
+            assert rich.user.greeting == "hello a@example.com"  # the reconstructor ran
+            assert rich.user.team is not None  # eager
+            assert rich.user.team.name == "core"
+            # A listener added after the adapter first saw the model still hears the load.
+            async with sessions() as session:
+                store = SQLAlchemyAdapter(session, _SimpleUser, _RichBlacklist)
+                assert (await store.load_principal("6", ["j1"]))[0] is not None
+            event.listen(_SimpleUser, "load", on_load)
+            try:
+                async with sessions() as session:
+                    store = SQLAlchemyAdapter(session, _SimpleUser, _RichBlacklist)
+                    assert (await store.load_principal("6", ["j1"]))[0] is not None
+            finally:
+                event.remove(_SimpleUser, "load", on_load)
+            assert loads == ["b@example.com"]
+        finally:
+            await engine.dispose()
