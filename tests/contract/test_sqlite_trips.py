@@ -43,7 +43,7 @@ from tests.backends.sqlite import sqlite_database
 def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     """Trips to aiosqlite's threads while the block runs, by the function sent."""
     seen: Counter[str] = Counter()
-    original = aiosqlite.Connection._execute
+    original: Any = aiosqlite.Connection._execute  # untyped in aiosqlite
 
     async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any, **kw: Any) -> Any:
         seen[getattr(fn, "__name__", "?")] += 1
@@ -105,7 +105,7 @@ async def test_long_and_streamed_results_come_in_chunks(monkeypatch: pytest.Monk
         assert (seen["_run"], seen["_fetch"]) == (1, 1)  # the first chunk, then the rest
         with trips(monkeypatch) as seen:
             async with sessions() as session:
-                streamed = []
+                streamed: list[int] = []
                 stream = await session.stream_scalars(select(User.id).order_by(User.id))
                 async for partition in stream.partitions(50):
                     streamed += partition
