@@ -217,6 +217,28 @@ async def test_check_same_thread_keeps_every_read_on_the_thread(
             await engine.dispose()
 
 
+async def test_a_plain_engine_gets_one_trip_per_statement_and_no_inline_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's wiring (plain ``create_async_engine``): once an adapter has seen the
+    engine, its connections make one trip per statement, the application's statements
+    included, with the same results; reads stay on aiosqlite's thread (the engine keeps
+    SQLite's defaults, where a reader can wait for a writer)."""
+    async with sqlite_database((Base, User, Blacklist), recommended=False) as engine:
+        user_id = await _user(engine)  # the adapter has seen the engine
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        with trips(monkeypatch) as seen:
+            async with sessions() as session:
+                account, _ = await SQLAlchemyAdapter(session, User, Blacklist).load_principal(
+                    user_id, ["j1"]
+                )
+            async with sessions() as session:
+                emails = (await session.scalars(select(User.email))).all()
+        assert account is not None
+        assert emails == ["a@example.com"]
+        assert seen["_run"] == 2  # one each: the principal, the application's SELECT
+
+
 # -- the principal's instance ------------------------------------------------------------------
 
 

@@ -3,9 +3,10 @@
 aiosqlite runs each ``sqlite3`` call on the connection's own thread: a queue hand-off, a
 wake-up of that thread, and one of the event loop when the result comes back. SQLAlchemy's
 aiosqlite adaptation makes four such trips per statement (open a cursor, execute, fetch,
-close). :func:`one_trip_cursors` gives a connection of
-:func:`~otpcore.stores.sqlalchemy.create_sqlite_engine` cursors that make one, and
-:func:`reading_inline` lets the adapter's point reads run on the loop's thread instead.
+close). :func:`one_trip_cursors` gives a connection cursors that make one: the adapter
+asks for them on the aiosqlite engines it is used with (:func:`adapt_engine`), and
+:func:`~otpcore.stores.sqlalchemy.create_sqlite_engine` on its own connections, where
+:func:`reading_inline` also lets the adapter's point reads run on the loop's thread.
 
 These use aiosqlite's queueing method (``Connection._execute``) and its ``sqlite3``
 connection (``_conn``), as SQLAlchemy's own aiosqlite dialect does; a connection from an
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import weakref
 from collections.abc import Generator, Iterator
 from typing import Any, Final
 
-from sqlalchemy.engine import Connection
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-__all__ = ["one_trip_cursors", "reading_inline"]
+__all__ = ["adapt_engine", "one_trip_cursors", "reading_inline"]
 
 #: Rows fetched with the statement; a longer result (a streamed one, say) stays on the
 #: ``sqlite3`` cursor and is fetched in further trips as it is read, never all at once.
@@ -33,15 +37,38 @@ _INLINE: Final = "_otpcore_read_inline"
 _Outcome = tuple[Any, int, "int | None", list[Any], "sqlite3.Cursor | None"]
 
 
-def one_trip_cursors(driver: Any, busy_ms: int) -> None:
+def one_trip_cursors(driver: Any, busy_ms: int | None) -> None:
     """Give the aiosqlite connection ``driver`` cursors that make one trip per statement.
 
     Args:
         driver: The aiosqlite connection.
-        busy_ms: Its busy timeout (``PRAGMA busy_timeout``), restored after inline reads.
+        busy_ms: Its busy timeout (``PRAGMA busy_timeout``), restored after inline reads;
+            None: no read on this connection runs inline.
     """
     if callable(getattr(driver, "_execute", None)) and hasattr(driver, "_conn"):
         driver.cursor = _CursorFactory(driver, busy_ms)
+
+
+_ADAPTED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def adapt_engine(engine: Engine) -> None:
+    """One trip per statement on the aiosqlite connections ``engine`` hands out from now on
+    (the adapter's engines; :func:`~otpcore.stores.sqlalchemy.create_sqlite_engine` sets up
+    its own at connect, with inline reads). Results are the same as through SQLAlchemy's
+    own cursors: rows, row counts, new row ids, errors; only the trips differ."""
+    if engine.dialect.driver != "aiosqlite" or engine in _ADAPTED:
+        return
+    _ADAPTED.add(engine)
+    event.listen(engine, "checkout", _one_trip_on_checkout)
+
+
+def _one_trip_on_checkout(
+    dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    driver = record.driver_connection
+    if not isinstance(getattr(driver, "__dict__", {}).get("cursor"), _CursorFactory):
+        one_trip_cursors(driver, None)
 
 
 @contextlib.contextmanager
@@ -57,7 +84,8 @@ def reading_inline(connection: Connection) -> Iterator[None]:
     goes to the connection's thread as usual, where it may wait.
     """
     driver = connection.connection.driver_connection
-    if not isinstance(getattr(driver, "__dict__", {}).get("cursor"), _CursorFactory):
+    factory = getattr(driver, "__dict__", {}).get("cursor")
+    if not isinstance(factory, _CursorFactory) or factory.busy_ms is None:
         yield
         return
     setattr(driver, _INLINE, True)
@@ -72,7 +100,7 @@ class _CursorFactory:
 
     __slots__ = ("busy_ms", "driver")
 
-    def __init__(self, driver: Any, busy_ms: int) -> None:
+    def __init__(self, driver: Any, busy_ms: int | None) -> None:
         self.driver = driver
         self.busy_ms = busy_ms
 
@@ -143,7 +171,7 @@ class _OneTripCursor:
         "rowcount",
     )
 
-    def __init__(self, driver: Any, busy_ms: int) -> None:
+    def __init__(self, driver: Any, busy_ms: int | None) -> None:
         self._driver = driver
         self._busy_ms = busy_ms
         self._rows: list[Any] = []
@@ -167,7 +195,7 @@ class _OneTripCursor:
     async def execute(self, sql: str, parameters: Any = ()) -> _OneTripCursor:
         driver = self._driver
         outcome = None
-        if getattr(driver, _INLINE, False):
+        if self._busy_ms is not None and getattr(driver, _INLINE, False):
             outcome = _read_inline(driver._conn, sql, parameters, self._busy_ms)
         if outcome is None:
             outcome = await driver._execute(_run, driver._conn, sql, parameters, False)

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from otpcore.domain.errors import StorageError
+from otpcore.stores.sqlalchemy._aiosqlite import adapt_engine
 
 __all__ = ["WRITE_OPTION", "SQLUnits", "commit_keeping_loaded"]
 
@@ -95,6 +96,8 @@ class SQLUnits:
         bind = self.session.bind
         engine = None if bind is None else bind.sync_engine
         self._engine = engine if self._dialect == "sqlite" else None
+        if self._engine is not None:
+            adapt_engine(self._engine)
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, atomic: bool = True) -> AsyncIterator[None]:
