@@ -114,6 +114,14 @@ async def test_long_and_streamed_results_come_in_chunks(monkeypatch: pytest.Monk
         assert streamed == sorted(everything)
         assert seen["_run"] == 1
         assert seen["_fetch"] == 2  # two more chunks, the last one short
+        # The driver's cursor as aiosqlite's own is used: awaited, iterated, closed.
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            cursor = await raw.driver_connection.cursor()  # type: ignore[union-attr]
+            await cursor.execute("SELECT id FROM users ORDER BY id")
+            iterated = [row[0] async for row in cursor]
+            await cursor.close()
+        assert iterated == sorted(everything)
 
 
 async def test_errors_are_the_drivers_and_leave_the_connection_usable(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, Final
 
 from sqlalchemy import event
@@ -230,6 +230,14 @@ class _OneTripCursor:
     async def fetchone(self) -> Any:
         rows = await self.fetchmany(1)
         return rows[0] if rows else None
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while rows := await self.fetchmany(CHUNK):
+            for row in rows:
+                yield row
 
     async def close(self) -> None:
         self._rows = []
