@@ -24,7 +24,14 @@ import pytest
 from sqlalchemy import ForeignKey, Integer, String, event, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    reconstructor,
+    relationship,
+    with_loader_criteria,
+)
 
 from otpcore.domain.records import session_key, user_key
 from otpcore.stores.sqlalchemy import (
@@ -34,7 +41,6 @@ from otpcore.stores.sqlalchemy import (
     _aiosqlite,
     create_sqlite_engine,
 )
-from otpcore.stores.sqlalchemy._aiosqlite import CHUNK
 from tests.backends.sql_models import Base, Blacklist, User
 from tests.backends.sqlite import sqlite_database
 
@@ -61,6 +67,12 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
 async def recommended() -> AsyncIterator[AsyncEngine]:
     async with sqlite_database((Base, User, Blacklist), recommended=True) as engine:
         yield engine
+
+
+async def _user(engine: AsyncEngine, email: str = "a@example.com") -> str:
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        account = await SQLAlchemyAdapter(session, User, Blacklist).create(email, {})
+    return account.user_id
 
 
 async def test_one_trip_per_statement_with_the_same_results(
@@ -91,37 +103,55 @@ async def test_one_trip_per_statement_with_the_same_results(
         assert seen["_run"] == 4
 
 
-async def test_long_and_streamed_results_come_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    total = 2 * CHUNK + 10
-    async with recommended() as engine:
+@pytest.mark.parametrize("recommended_engine", [False, True], ids=["plain", "recommended"])
+async def test_long_and_streamed_results_are_whole(
+    recommended_engine: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row of a long result, however it is read: whole, streamed in partitions
+    smaller and larger than a chunk, by fetchmany, and through the driver's own cursor."""
+    total = 3000
+    async with sqlite_database((Base, User, Blacklist), recommended=recommended_engine) as engine:
+        await _user(engine)  # the adapter has seen the engine
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         async with sessions() as session:
             await session.execute(insert(User), [{"email": f"u{n}@x.org"} for n in range(total)])
             await session.commit()
         with trips(monkeypatch) as seen:
             async with sessions() as session:
-                everything = (await session.scalars(select(User.id))).all()
-        assert len(everything) == total
+                everything = (await session.scalars(select(User.id).order_by(User.id))).all()
+        assert len(everything) == total + 1
         assert (seen["_run"], seen["_fetch"]) == (1, 1)  # the first chunk, then the rest
-        with trips(monkeypatch) as seen:
+        for size in (50, 300, 1000):
             async with sessions() as session:
                 streamed: list[int] = []
                 stream = await session.stream_scalars(select(User.id).order_by(User.id))
-                async for partition in stream.partitions(50):
+                async for partition in stream.partitions(size):
                     streamed += partition
-                    # Never much more held than asked for: the rest waits on sqlite3's cursor.
-                    assert len(streamed) <= len(everything)
-        assert streamed == sorted(everything)
-        assert seen["_run"] == 1
-        assert seen["_fetch"] == 2  # two more chunks, the last one short
-        # The driver's cursor as aiosqlite's own is used: awaited, iterated, closed.
+            assert streamed == everything, size
+        async with engine.connect() as connection:
+            result = await connection.stream(select(User.id).order_by(User.id))
+            sizes = [len(batch) async for batch in result.partitions(1000)]
+            assert sizes == [1000, 1000, 1000, 1]
+            result = await connection.stream(select(User.id).order_by(User.id))
+            first = await result.fetchmany(300)
+            assert [row[0] for row in first] == everything[:300]
+            await result.close()
+        # The driver's cursor as aiosqlite's own is used: awaited, iterated, reused, closed.
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
             cursor = await raw.driver_connection.cursor()  # type: ignore[union-attr]
-            await cursor.execute("SELECT id FROM users ORDER BY id")
+            await cursor.execute("SELECT id FROM users ORDER BY id", None)
             iterated = [row[0] async for row in cursor]
+            await cursor.execute("SELECT id FROM users ORDER BY id")
+            assert (await cursor.fetchone())[0] == everything[0]
+            # The first result is still open on sqlite3's cursor: ended before the next.
+            await cursor.executescript("CREATE TABLE scratch (x); DROP TABLE scratch;")
+            cursor.row_factory = sqlite3.Row
+            await cursor.execute("SELECT email FROM users WHERE id = ?", (everything[0],))
+            row = await cursor.fetchone()
             await cursor.close()
-        assert iterated == sorted(everything)
+        assert iterated == everything
+        assert row["email"] == "a@example.com"
 
 
 async def test_errors_are_the_drivers_and_leave_the_connection_usable(
@@ -141,16 +171,32 @@ async def test_errors_are_the_drivers_and_leave_the_connection_usable(
         assert count == 1
 
 
-async def _user(engine: AsyncEngine, email: str = "a@example.com") -> str:
-    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-        account = await SQLAlchemyAdapter(session, User, Blacklist).create(email, {})
-    return account.user_id
+@pytest.mark.parametrize("recommended_engine", [False, True], ids=["plain", "recommended"])
+async def test_returning_counts_every_row(recommended_engine: bool) -> None:
+    async with sqlite_database((Base, User, Blacklist), recommended=recommended_engine) as engine:
+        await _user(engine)
+        async with engine.begin() as connection:
+            await connection.execute(insert(User), [{"email": f"u{n}@x.org"} for n in range(600)])
+            result = await connection.execute(
+                update(User).values(is_verified=True).returning(User.id)
+            )
+            ids = result.scalars().all()
+            assert len(ids) == 601
+            assert result.rowcount == 601
 
 
-async def test_the_principal_read_makes_no_trip_and_restores_the_busy_timeout(
+async def test_the_principal_read_makes_no_trip_and_keeps_the_busy_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with recommended() as engine:
+
+        def patient(dbapi_connection: Any, record: Any) -> None:  # the application's own
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout = 30000")
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", patient)
+        await engine.dispose()  # new connections, with the listener
         user_id = await _user(engine)
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         keys = ["j1", session_key("s1"), user_key(user_id)]
@@ -158,17 +204,22 @@ async def test_the_principal_read_makes_no_trip_and_restores_the_busy_timeout(
             async with sessions() as session:
                 store = SQLAlchemyAdapter(session, User, Blacklist)
                 account, revoked = await store.load_principal(user_id, keys)
-                async with engine.connect() as connection:
-                    busy = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+                connection = await session.connection()
+                busy = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
         assert account is not None
         assert account.email == "a@example.com"
         assert revoked == []
         assert seen["_run"] == 1  # the PRAGMA read above, not the principal
-        assert busy == 5000  # aiosqlite's default timeout, 5 s, as it was
+        assert busy == 30000  # as the application set it
 
 
+@pytest.mark.parametrize(
+    "code",
+    [sqlite3.SQLITE_BUSY, 261, 517, sqlite3.SQLITE_LOCKED, 262],
+    ids=["busy", "busy-recovery", "busy-snapshot", "locked", "locked-sharedcache"],
+)
 async def test_a_principal_read_sqlite_would_make_wait_goes_to_the_thread(
-    monkeypatch: pytest.MonkeyPatch,
+    code: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLITE_BUSY for a WAL reader (another connection recovering the WAL, or holding the
     file in exclusive locking mode, which WAL connections' shared locks rule out here) cannot
@@ -184,7 +235,7 @@ async def test_a_principal_read_sqlite_would_make_wait_goes_to_the_thread(
             if threading.get_ident() == loop_thread:
                 refused.append(args[0])
                 error = sqlite3.OperationalError("database is locked")
-                error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+                error.sqlite_errorcode = code
                 raise error
             return run(connection, *args)
 
@@ -349,3 +400,83 @@ async def test_models_the_orm_must_load_are_loaded_by_it() -> None:
             assert loads == ["b@example.com"]
         finally:
             await engine.dispose()
+
+
+class _NickBase(DeclarativeBase):
+    pass
+
+
+class _NickUser(BaseOTPUserTable[int], _NickBase):
+    """A nullable column mapped before the primary key."""
+
+    __tablename__ = "nick_users"
+    nickname: Mapped[str | None] = mapped_column(String(50))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deleted: Mapped[bool] = mapped_column(default=False)
+
+
+class _NickBlacklist(TokenBlacklist, _NickBase):
+    pass
+
+
+@asynccontextmanager
+async def _nick_database() -> AsyncIterator[AsyncEngine]:
+    with tempfile.TemporaryDirectory() as directory:
+        engine = create_sqlite_engine(f"sqlite+aiosqlite:///{Path(directory) / 'otp.db'}")
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(_NickBase.metadata.create_all)
+            async with async_sessionmaker(engine)() as session:
+                session.add(_NickUser(id=7, email="a@example.com"))
+                await session.commit()
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+async def test_the_principal_is_found_whatever_column_comes_first() -> None:
+    async with _nick_database() as engine, async_sessionmaker(engine)() as session:
+        store = SQLAlchemyAdapter(session, _NickUser, _NickBlacklist)
+        account, _ = await store.load_principal("7", ["j1"])
+    assert account is not None
+    assert account.user.nickname is None
+
+
+async def test_the_principal_read_keeps_what_the_orm_query_would() -> None:
+    """Pending changes are flushed first (the ORM query's autoflush), per-model binds are
+    honoured, and session hooks that rewrite ORM queries (here a soft-delete filter with
+    ``with_loader_criteria``) still apply: the user is then loaded by the ORM."""
+    async with _nick_database() as engine:
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        async with sessions() as session:
+            store = SQLAlchemyAdapter(session, _NickUser, _NickBlacklist)
+            first, _ = await store.load_principal("7", ["j1"])
+            assert first is not None
+            first.user.nickname = "changed"  # not flushed
+            again, _ = await store.load_principal("7", ["j1"])
+            assert again is not None
+            assert again.user.nickname == "changed"
+        async with sessions() as session:
+            assert await session.scalar(select(_NickUser.nickname)) == "changed"
+        bound = async_sessionmaker(binds={_NickUser: engine, _NickBlacklist: engine})
+        async with bound() as session:
+            account, _ = await SQLAlchemyAdapter(session, _NickUser, _NickBlacklist).load_principal(
+                "7", ["j1"]
+            )
+            assert account is not None
+        async with sessions() as session:
+            await session.execute(update(_NickUser).values(deleted=True))
+            await session.commit()
+
+        def hide_deleted(state: Any) -> None:
+            if state.is_select:
+                state.statement = state.statement.options(
+                    with_loader_criteria(_NickUser, _NickUser.deleted.is_(False))
+                )
+
+        async with sessions() as session:
+            event.listen(session.sync_session, "do_orm_execute", hide_deleted)
+            account, _ = await SQLAlchemyAdapter(session, _NickUser, _NickBlacklist).load_principal(
+                "7", ["j1"]
+            )
+        assert account is None  # the application's filter hid the deleted user

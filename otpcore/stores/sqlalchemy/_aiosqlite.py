@@ -37,16 +37,16 @@ _INLINE: Final = "_otpcore_read_inline"
 _Outcome = tuple[Any, int, "int | None", list[Any], "sqlite3.Cursor | None"]
 
 
-def one_trip_cursors(driver: Any, busy_ms: int | None) -> None:
+def one_trip_cursors(driver: Any, *, inline: bool) -> None:
     """Give the aiosqlite connection ``driver`` cursors that make one trip per statement.
 
     Args:
         driver: The aiosqlite connection.
-        busy_ms: Its busy timeout (``PRAGMA busy_timeout``), restored after inline reads;
-            None: no read on this connection runs inline.
+        inline: Whether :func:`reading_inline` may run its reads on the calling thread (the
+            connection must then be opened with ``check_same_thread=False``).
     """
     if callable(getattr(driver, "_execute", None)) and hasattr(driver, "_conn"):
-        driver.cursor = _CursorFactory(driver, busy_ms)
+        driver.cursor = _CursorFactory(driver, inline)
 
 
 _ADAPTED: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -68,24 +68,24 @@ def _one_trip_on_checkout(
 ) -> None:
     driver = record.driver_connection
     if not isinstance(getattr(driver, "__dict__", {}).get("cursor"), _CursorFactory):
-        one_trip_cursors(driver, None)
+        one_trip_cursors(driver, inline=False)
 
 
 @contextlib.contextmanager
 def reading_inline(connection: Connection) -> Iterator[None]:
     """Within the block, a read on ``connection`` runs on the calling thread (the event
     loop's) instead of making the trip to the aiosqlite connection's thread; connections
-    without :func:`one_trip_cursors` are left as they are.
+    set up without inline reads are left as they are.
 
     For point reads by key only: a few pages, which a warm cache serves in microseconds,
     where the trip costs far more. Such a read does not wait: in WAL mode readers never
     wait for the writer, SQLite's busy handler is off while it runs, and a read SQLite
-    refuses as busy (another connection holding an exclusive lock or recovering the WAL)
-    goes to the connection's thread as usual, where it may wait.
+    refuses as busy or locked (another connection holding an exclusive lock or recovering
+    the WAL) goes to the connection's thread as usual, where it may wait.
     """
     driver = connection.connection.driver_connection
     factory = getattr(driver, "__dict__", {}).get("cursor")
-    if not isinstance(factory, _CursorFactory) or factory.busy_ms is None:
+    if not isinstance(factory, _CursorFactory) or not factory.inline:
         yield
         return
     setattr(driver, _INLINE, True)
@@ -98,20 +98,24 @@ def reading_inline(connection: Connection) -> Iterator[None]:
 class _CursorFactory:
     """An aiosqlite connection's ``cursor()``, giving :class:`_OneTripCursor` s."""
 
-    __slots__ = ("busy_ms", "driver")
+    __slots__ = ("driver", "inline")
 
-    def __init__(self, driver: Any, busy_ms: int | None) -> None:
+    def __init__(self, driver: Any, inline: bool) -> None:
         self.driver = driver
-        self.busy_ms = busy_ms
+        self.inline = inline
 
     def __call__(self) -> _OneTripCursor:
-        return _OneTripCursor(self.driver, self.busy_ms)
+        return _OneTripCursor(self.driver, self.inline)
 
 
-def _run(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+def _run(
+    connection: sqlite3.Connection, sql: str, parameters: Any, many: bool, row_factory: Any
+) -> _Outcome:
     """On the connection's thread: the statement, and what SQLAlchemy reads after it."""
     cursor = connection.cursor()
     try:
+        if row_factory is not None:
+            cursor.row_factory = row_factory
         if many:
             cursor.executemany(sql, parameters)
         else:
@@ -129,57 +133,67 @@ def _run(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) 
 
 
 def _read_inline(
-    connection: sqlite3.Connection, sql: str, parameters: Any, busy_ms: int
+    connection: sqlite3.Connection, sql: str, parameters: Any, row_factory: Any
 ) -> _Outcome | None:
     """The statement run on this thread with SQLite's busy handler off, or None when it
-    cannot run here (SQLite busy, or a connection bound to its own thread): nothing read."""
+    cannot run here (SQLite busy or locked, or a connection bound to its own thread):
+    nothing read. The busy timeout is put back as it was."""
     try:
-        connection.execute("PRAGMA busy_timeout = 0")
+        busy_ms = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
     except sqlite3.ProgrammingError:  # check_same_thread: not this thread's to use
         return None
+    connection.execute("PRAGMA busy_timeout = 0")
     try:
-        return _run(connection, sql, parameters, False)
+        return _run(connection, sql, parameters, False, row_factory)
     except sqlite3.OperationalError as error:
-        if error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        # Python reports the extended code (SQLITE_BUSY_RECOVERY, …); its low byte is the kind.
+        if (error.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             return None
         raise
     finally:
         connection.execute(f"PRAGMA busy_timeout = {busy_ms:d}")
 
 
-def _fetch(cursor: sqlite3.Cursor, size: int | None) -> list[Any]:
+def _fetch(cursor: sqlite3.Cursor, size: int | None) -> tuple[list[Any], int]:
     """On the connection's thread: more rows of a long result (all when ``size`` is None),
-    closing the cursor once it is exhausted."""
+    and the row count so far; the cursor is closed once the result is exhausted."""
     rows = cursor.fetchall() if size is None else cursor.fetchmany(size)
     if size is None or len(rows) < size:
         cursor.close()
-    return rows
+    return rows, cursor.rowcount
 
 
 class _OneTripCursor:
-    """An aiosqlite cursor as SQLAlchemy uses it: one trip per ``execute``, the first
-    :data:`CHUNK` rows included."""
+    """An aiosqlite cursor: one trip per ``execute``, the first :data:`CHUNK` rows included."""
 
     __slots__ = (
-        "_busy_ms",
         "_driver",
+        "_inline",
         "_open",
         "_rows",
         "arraysize",
         "description",
         "lastrowid",
+        "row_factory",
         "rowcount",
     )
 
-    def __init__(self, driver: Any, busy_ms: int | None) -> None:
+    def __init__(self, driver: Any, inline: bool) -> None:
         self._driver = driver
-        self._busy_ms = busy_ms
+        self._inline = inline
         self._rows: list[Any] = []
         self._open: sqlite3.Cursor | None = None
         self.arraysize = 1
         self.description: Any = None
         self.rowcount = -1
         self.lastrowid: int | None = None
+        self.row_factory: Any = None
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection, as on aiosqlite's cursors."""
+        conn: sqlite3.Connection = self._driver._conn
+        return conn
 
     def __await__(self) -> Generator[Any, None, _OneTripCursor]:
         # ``await connection.cursor()`` works, as on aiosqlite's own cursors.
@@ -192,38 +206,56 @@ class _OneTripCursor:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def execute(self, sql: str, parameters: Any = ()) -> _OneTripCursor:
-        driver = self._driver
-        outcome = None
-        if self._busy_ms is not None and getattr(driver, _INLINE, False):
-            outcome = _read_inline(driver._conn, sql, parameters, self._busy_ms)
-        if outcome is None:
-            outcome = await driver._execute(_run, driver._conn, sql, parameters, False)
-        return await self._took(outcome)
-
-    async def executemany(self, sql: str, parameters: Any) -> _OneTripCursor:
-        driver = self._driver
-        return await self._took(await driver._execute(_run, driver._conn, sql, parameters, True))
-
-    async def _took(self, outcome: _Outcome) -> _OneTripCursor:
+    async def execute(self, sql: str, parameters: Any = None) -> _OneTripCursor:
         await self.close()  # a result still open from the previous statement
-        self.description, self.rowcount, self.lastrowid, self._rows, self._open = outcome
+        driver = self._driver
+        parameters = () if parameters is None else parameters
+        outcome = None
+        if self._inline and getattr(driver, _INLINE, False):
+            outcome = _read_inline(driver._conn, sql, parameters, self.row_factory)
+        if outcome is None:
+            outcome = await driver._execute(
+                _run, driver._conn, sql, parameters, False, self.row_factory
+            )
+        self._took(outcome)
         return self
 
+    async def executemany(self, sql: str, parameters: Any) -> _OneTripCursor:
+        await self.close()
+        driver = self._driver
+        self._took(
+            await driver._execute(_run, driver._conn, sql, parameters, True, self.row_factory)
+        )
+        return self
+
+    async def executescript(self, sql_script: str) -> _OneTripCursor:
+        await self.close()
+        driver = self._driver
+        self._took(await driver._execute(_script, driver._conn, sql_script))
+        return self
+
+    def _took(self, outcome: _Outcome) -> None:
+        self.description, self.rowcount, self.lastrowid, self._rows, self._open = outcome
+
+    async def _more(self, size: int | None) -> None:
+        """Move more rows from the open ``sqlite3`` cursor into the buffer (all if None)."""
+        cursor = self._open
+        assert cursor is not None
+        rows, self.rowcount = await self._driver._execute(_fetch, cursor, size)
+        if size is None or len(rows) < size:
+            self._open = None
+        self._rows += rows
+
     async def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
         if self._open is not None:
-            cursor, self._open = self._open, None
-            rows += await self._driver._execute(_fetch, cursor, None)
+            await self._more(None)
+        rows, self._rows = self._rows, []
         return rows
 
     async def fetchmany(self, size: int | None = None) -> list[Any]:
         count = self.arraysize if size is None else size
-        if len(self._rows) < count and self._open is not None:
-            more = await self._driver._execute(_fetch, self._open, CHUNK)
-            if len(more) < CHUNK:
-                self._open = None
-            self._rows += more
+        while len(self._rows) < count and self._open is not None:
+            await self._more(max(CHUNK, count - len(self._rows)))
         rows, self._rows = self._rows[:count], self._rows[count:]
         return rows
 
@@ -235,7 +267,8 @@ class _OneTripCursor:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Any]:
-        while rows := await self.fetchmany(CHUNK):
+        chunk = getattr(self._driver, "_iter_chunk_size", CHUNK)
+        while rows := await self.fetchmany(chunk):
             for row in rows:
                 yield row
 
@@ -244,3 +277,13 @@ class _OneTripCursor:
         if self._open is not None:
             cursor, self._open = self._open, None
             await self._driver._execute(cursor.close)
+
+
+def _script(connection: sqlite3.Connection, sql_script: str) -> _Outcome:
+    """On the connection's thread: a script, as ``sqlite3``'s ``executescript``."""
+    cursor = connection.cursor()
+    try:
+        cursor.executescript(sql_script)
+        return (cursor.description, cursor.rowcount, cursor.lastrowid, [], None)
+    finally:
+        cursor.close()

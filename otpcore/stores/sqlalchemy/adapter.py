@@ -305,7 +305,8 @@ class SQLAlchemyAdapter(
 
         One ``SELECT``: the user, left-joined to the revocations among ``keys``. For a user
         model whose instances are their table's row and nothing more (no relationships,
-        inheritance, deferred columns or load listeners), the row is read through Core and
+        inheritance, deferred columns or load listeners), in a session with nothing pending
+        and no hooks on ORM queries or loaded instances, the row is read through Core and
         the instance filled from it: the same persistent, loaded object the ORM would give,
         without the ORM's per-query work on the protected-request path.
         """
@@ -316,8 +317,7 @@ class SQLAlchemyAdapter(
         params["p_id"] = pk
         plan = self._plan
         rows = plan.principal_rows if fixed else plan.principal_rows_many
-        events = plan.mapper.class_manager.dispatch
-        if events.load or events.refresh:  # listeners added since the plan was made
+        if rows is not None and not self._row_is_enough():
             rows = None
         await self._one_statement()
         # The statement, the rows and the commit in one pass through SQLAlchemy's sync core.
@@ -341,6 +341,25 @@ class SQLAlchemyAdapter(
                 found[row[1]] = revocation_of(row[1:])
         return self._principal_found(session, user, found, keys)
 
+    def _row_is_enough(self) -> bool:
+        """Whether reading the user's row gives what the ORM query would: no load listeners
+        on the model (added since the plan was made), no session hooks that see or rewrite
+        ORM queries (``do_orm_execute``: soft-delete or tenant criteria, say) or loaded
+        instances, and nothing pending that the query's autoflush would have written."""
+        model = self._plan.mapper.class_manager.dispatch
+        session = self.session.sync_session
+        hooks = session.dispatch
+        return not (
+            model.load
+            or model.refresh
+            or hooks.do_orm_execute
+            or hooks.loaded_as_persistent
+            or hooks.detached_to_persistent
+            or session.new
+            or session.dirty
+            or session.deleted
+        )
+
     def _principal_from_row(
         self,
         session: Session,
@@ -351,11 +370,11 @@ class SQLAlchemyAdapter(
         width = len(self._plan.row_attributes)
         values: Sequence[Any] | None = None
         found = {}
-        connection = session.connection()
+        connection = session.connection(bind_arguments={"mapper": self._plan.mapper})
         with reading_inline(connection):
             rows = connection.execute(statement, params).all()
         for row in rows:
-            if values is None and row[0] is not None:
+            if values is None and row[self._plan.pk_index] is not None:
                 values = row[:width]
             if row[width] is not None:
                 found[row[width]] = revocation_of(row[width:])

@@ -94,13 +94,11 @@ def create_sqlite_engine(
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout")
-            busy_ms = int(cursor.fetchone()[0])
         finally:
             cursor.close()
         if engine.dialect.driver == "aiosqlite":
             _end_only_open_transactions(record.driver_connection)
-            one_trip_cursors(record.driver_connection, busy_ms)
+            one_trip_cursors(record.driver_connection, inline=True)
 
     event.listen(engine.sync_engine, "connect", tune)
     event.listen(engine.sync_engine, "reset", _reset_sqlite)
