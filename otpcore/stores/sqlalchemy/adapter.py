@@ -31,7 +31,7 @@ from sqlalchemy import CursorResult, Insert, Select, Table, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
@@ -39,11 +39,11 @@ from otpcore.domain.records import Account, ChallengeState, Revocation, user_key
 from otpcore.stores._base import StoreBase
 from otpcore.stores._record import challenge_of
 from otpcore.stores._reference import ReferenceAPI
-from otpcore.stores.sqlalchemy._aiosqlite import reading_inline
 from otpcore.stores.sqlalchemy.challenges import SQLChallenges
 from otpcore.stores.sqlalchemy.ids import parse_id
 from otpcore.stores.sqlalchemy.limits import SQLLimits
 from otpcore.stores.sqlalchemy.models import BaseOTPUserTable, TokenBlacklist
+from otpcore.stores.sqlalchemy.principal import persistent, principal_row, row_is_enough
 from otpcore.stores.sqlalchemy.sessions import SQLSessions, session_plan
 from otpcore.stores.sqlalchemy.statements import (
     CUTOFF_KIND,
@@ -317,7 +317,7 @@ class SQLAlchemyAdapter(
         params["p_id"] = pk
         plan = self._plan
         rows = plan.principal_rows if fixed else plan.principal_rows_many
-        if rows is not None and not self._row_is_enough():
+        if rows is not None and not row_is_enough(plan, self.session.sync_session):
             rows = None
         await self._one_statement()
         # The statement, the rows and the commit in one pass through SQLAlchemy's sync core.
@@ -341,25 +341,6 @@ class SQLAlchemyAdapter(
                 found[row[1]] = revocation_of(row[1:])
         return self._principal_found(session, user, found, keys)
 
-    def _row_is_enough(self) -> bool:
-        """Whether reading the user's row gives what the ORM query would: no load listeners
-        on the model (added since the plan was made), no session hooks that see or rewrite
-        ORM queries (``do_orm_execute``: soft-delete or tenant criteria, say) or loaded
-        instances, and nothing pending that the query's autoflush would have written."""
-        model = self._plan.mapper.class_manager.dispatch
-        session = self.session.sync_session
-        hooks = session.dispatch
-        return not (
-            model.load
-            or model.refresh
-            or hooks.do_orm_execute
-            or hooks.loaded_as_persistent
-            or hooks.detached_to_persistent
-            or session.new
-            or session.dirty
-            or session.deleted
-        )
-
     def _principal_from_row(
         self,
         session: Session,
@@ -367,35 +348,9 @@ class SQLAlchemyAdapter(
         params: Mapping[str, object],
         keys: Sequence[str],
     ) -> tuple[Account[UserT] | None, list[Revocation]]:
-        width = len(self._plan.row_attributes)
-        values: Sequence[Any] | None = None
-        found = {}
-        connection = session.connection(bind_arguments={"mapper": self._plan.mapper})
-        with reading_inline(connection):
-            rows = connection.execute(statement, params).all()
-        for row in rows:
-            if values is None and row[self._plan.pk_index] is not None:
-                values = row[:width]
-            if row[width] is not None:
-                found[row[width]] = revocation_of(row[width:])
-        user = None if values is None else self._persistent(session, values)
+        values, found = principal_row(session, self._plan, statement, params)
+        user = None if values is None else cast(UserT, persistent(session, self._plan, values))
         return self._principal_found(session, user, found, keys)
-
-    def _persistent(self, session: Session, values: Sequence[Any]) -> UserT:
-        """The session's instance for this row, its attributes set from it (as
-        ``populate_existing`` would), made persistent in ``session`` if it was not loaded."""
-        plan = self._plan
-        identity = plan.mapper.identity_key_from_primary_key((values[plan.pk_index],))
-        user = cast("UserT | None", session.identity_map.get(identity))
-        fresh = user is None
-        if user is None:
-            user = cast(UserT, plan.mapper.class_manager.new_instance())
-        for key, value in zip(plan.row_attributes, values, strict=True):
-            set_committed_value(user, key, value)
-        if fresh:
-            make_transient_to_detached(user)
-            session.add(user)
-        return user
 
     def _principal_found(
         self,

@@ -155,18 +155,10 @@ def _required_attributes(mapper: Mapper[Any], table: Table) -> tuple[str, ...]:
 
 def _row_attributes(mapper: Mapper[Any], table: Table) -> tuple[str, ...] | None:
     """The user's attribute keys, if an instance is fully described by its table's row: one
-    plain column per attribute, no relationship, inheritance or deferred column, nothing
-    that runs when the ORM loads an instance (``load``/``refresh`` listeners, a
-    ``reconstructor``). Otherwise None: such models are loaded by the ORM."""
-    manager = mapper.class_manager
-    if (
-        mapper.relationships
-        or mapper.inherits is not None
-        or mapper.polymorphic_on is not None
-        # A reconstructor is a load listener too.
-        or manager.dispatch.load
-        or manager.dispatch.refresh
-    ):
+    plain column per attribute, no relationship, inheritance or deferred column. Otherwise
+    None: such models are loaded by the ORM. (Load listeners, which can be added at any
+    time, are checked per call: :func:`~otpcore.stores.sqlalchemy.principal.row_is_enough`.)"""
+    if mapper.relationships or mapper.inherits is not None or mapper.polymorphic_on is not None:
         return None
     keys = []
     for prop in mapper.column_attrs:
@@ -280,7 +272,7 @@ def _build_plan(user_model: type, blacklist_model: type) -> Plan:
         principal_rows=principal_rows(slots),
         principal_rows_many=principal_rows(b.jti.in_(many)),
         row_attributes=row_attributes or (),
-        pk_index=(row_attributes or ()).index(pk_key) if row_attributes else -1,
+        pk_index=row_attributes.index(pk_key) if row_attributes else -1,
         revocations=select(*revocation_columns).where(slots),
         revocations_many=select(*revocation_columns).where(b.jti.in_(many)),
         since=select(*revocation_columns)

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from otpcore.domain.errors import StorageError
 from otpcore.stores.sqlalchemy._aiosqlite import adapt_engine
 
-__all__ = ["WRITE_OPTION", "SQLUnits", "commit_keeping_loaded"]
+__all__ = ["WRITE_OPTION", "SQLUnits", "commit_keeping_loaded", "has_pending"]
 
 #: Execution option a unit on SQLite sets on its connection: the transaction will write.
 #: ``create_sqlite_engine``'s ``begin`` listener answers it with ``BEGIN IMMEDIATE``.
@@ -64,6 +64,11 @@ def writer_lock(engine: Engine) -> asyncio.Lock:
     if lock is None:
         lock = per_loop[loop] = asyncio.Lock()
     return lock
+
+
+def has_pending(session: Session) -> bool:
+    """Whether ``session`` holds changes not yet flushed: new, changed or deleted objects."""
+    return bool(session.new or session.dirty or session.deleted)
 
 
 def commit_keeping_loaded(session: Session) -> None:
@@ -186,6 +191,6 @@ class SQLUnits:
             self._autocommit
             and not self._in_unit
             and not session.in_transaction()
-            and not (session.new or session.dirty or session.deleted)
+            and not has_pending(session.sync_session)
         ):
             await session.connection(execution_options=_AUTOCOMMIT)
