@@ -48,11 +48,14 @@ class AccountStore(Protocol[U]):
         """The account with this id, or ``None`` (also for ids of the wrong shape)."""
         ...
 
-    async def create(self, email: str, fields: Mapping[str, object]) -> Account[U]:
-        """Insert a user with this e-mail and the application's extra ``fields``.
+    async def create(
+        self, email: str, fields: Mapping[str, object], *, verified: bool = False
+    ) -> Account[U]:
+        """Insert a user with this e-mail and the application's extra ``fields``, marked
+        verified when ``verified`` (a login that proved the address creates it), in one write.
 
         Atomic under the unique e-mail: when a concurrent call inserted the same e-mail
-        first, the loser returns that existing account instead of failing.
+        first, the loser returns that existing account, as stored, instead of failing.
         """
         ...
 
@@ -83,6 +86,15 @@ class RevocationStore(Protocol):
     async def revoke(self, revocation: Revocation) -> bool:
         """Insert under the unique ``key``. ``True`` if this call inserted it; ``False`` if it
         was already present (a concurrent or earlier revocation won), with nothing changed.
+        """
+        ...
+
+    async def revoke_many(self, revocations: Sequence[Revocation]) -> list[bool]:
+        """Insert each under its unique ``key``, as :meth:`revoke` does, in one write (SQL:
+        one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING key``; Mongo: one unordered
+        ``insert_many``). For each entry, in order, ``True`` if this call inserted it; a key
+        given twice is inserted once (the first entry wins). Each insert stands on its own:
+        a key already present changes nothing and keeps none of the others out.
         """
         ...
 

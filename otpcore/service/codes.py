@@ -428,7 +428,8 @@ async def account_for(s: Settings[U], store: Store[U], email: str) -> Account[U]
     account = await store.find_by_email(email)
     if account is None and s.auto_create_user:
         fields = s.new_user_fields(email) if s.new_user_fields is not None else {}
-        account = await store.create(email, fields)
+        # The address was just proven: the new account is verified from its first write.
+        account = await store.create(email, fields, verified=True)
     return account
 
 

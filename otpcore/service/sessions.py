@@ -143,8 +143,10 @@ async def _end(
     their access tokens on every worker; the ids this call ended."""
     async with store.transaction(atomic=False):
         ended = await store.end_sessions(user_id, now=now, only=only, keep=keep)
-        for sid in ended:
-            await store.revoke(rules.session_revocation(sid, now=now, policy=s.policy))
+        if ended:
+            await store.revoke_many(
+                [rules.session_revocation(sid, now=now, policy=s.policy) for sid in ended]
+            )
     return ended
 
 
@@ -222,23 +224,29 @@ async def logout(
             continue  # invalid, expired or of the other kind: nothing of ours to revoke
     if not presented:
         return False
-    ended_sids: list[Claims] = []
-    seen: set[str] = set()
-    # One unit of work: on SQLite one write lock and one commit for the whole logout.
+    by_sid: dict[str, Claims] = {}
+    for claims in presented:
+        by_sid.setdefault(claims.sid, claims)
+    sessions = list(by_sid.values())
+    # One unit of work: on SQLite one write lock and one commit for the whole logout. The
+    # revocations are one multi-row insert: the sessions', and each token's own jti too, so
+    # that the reference API's is_blacklisted(jti) says so.
     async with store.transaction(atomic=False):
-        for claims in presented:
-            if claims.sid in seen:
-                continue
-            seen.add(claims.sid)
-            ended = await store.end_sessions(claims.sub, now=now, only=claims.sid)
-            inserted = await store.revoke(
-                rules.session_revocation(claims.sid, now=now, policy=s.policy)
-            )
-            if ended or inserted:
-                ended_sids.append(claims)
-        for claims in presented:
-            # The token's own jti too, so the reference API's is_blacklisted(jti) says so.
-            await store.revoke(rules.token_revocation(claims, now=now, policy=s.policy))
+        ended = [
+            bool(await store.end_sessions(claims.sub, now=now, only=claims.sid))
+            for claims in sessions
+        ]
+        inserted = await store.revoke_many(
+            [rules.session_revocation(claims.sid, now=now, policy=s.policy) for claims in sessions]
+            + [rules.token_revocation(claims, now=now, policy=s.policy) for claims in presented]
+        )
+    ended_sids = [
+        claims
+        for claims, was_ended, was_inserted in zip(
+            sessions, ended, inserted[: len(sessions)], strict=True
+        )
+        if was_ended or was_inserted
+    ]
     for claims in ended_sids:
         emit(s, LoggedOut(at=now, user_id=claims.sub, sid=claims.sid))
     return bool(ended_sids)

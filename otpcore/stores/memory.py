@@ -135,12 +135,16 @@ class MemoryStore(StoreBase, MemoryChannel, ReferenceAPI):
         """See :meth:`otpcore.ports.AccountStore.find_by_id`."""
         return self._account(user_id)
 
-    async def create(self, email: str, fields: Mapping[str, object]) -> Account[MemoryUser]:
+    async def create(
+        self, email: str, fields: Mapping[str, object], *, verified: bool = False
+    ) -> Account[MemoryUser]:
         """See :meth:`otpcore.ports.AccountStore.create`."""
         existing = self._by_email.get(email)
         if existing is None:
             existing = str(next(self._ids))
-            self._users[existing] = MemoryUser(id=existing, email=email, fields=dict(fields))
+            self._users[existing] = MemoryUser(
+                id=existing, email=email, is_verified=verified, fields=dict(fields)
+            )
             self._by_email[email] = existing
         account = self._account(existing)
         assert account is not None
@@ -175,6 +179,10 @@ class MemoryStore(StoreBase, MemoryChannel, ReferenceAPI):
             return False
         self._revocations[revocation.key] = revocation
         return True
+
+    async def revoke_many(self, revocations: Sequence[Revocation]) -> list[bool]:
+        """See :meth:`otpcore.ports.RevocationStore.revoke_many`."""
+        return [await self.revoke(revocation) for revocation in revocations]
 
     async def revoke_user(self, user_id: str, *, at: datetime, expires_at: datetime) -> None:
         """See :meth:`otpcore.ports.RevocationStore.revoke_user`."""

@@ -89,6 +89,27 @@ class StoreContract:
         assert by_email.user_id == by_id.user_id == created.user_id
         assert isinstance(created.user_id, str)
 
+    async def test_create_verified_stores_the_mark_in_its_one_write(self, backend: Backend) -> None:
+        async with backend.store() as store:
+            created = await store.create("proven@example.com", {}, verified=True)
+            plain = await store.create("plain@example.com", {})
+            # An address already stored comes back as stored, whatever this call asked.
+            again = await store.create("plain@example.com", {}, verified=True)
+        async with backend.store() as store:
+            proven = await store.find_by_email("proven@example.com")
+            unproven = await store.find_by_email("plain@example.com")
+        assert created.is_verified is True
+        assert proven is not None
+        assert proven.is_verified is True
+        assert proven.user.is_verified is True
+        assert (plain.is_verified, again.is_verified, again.user_id) == (
+            False,
+            False,
+            plain.user_id,
+        )
+        assert unproven is not None
+        assert unproven.is_verified is False
+
     async def test_unknown_email_and_id_are_none(self, backend: Backend) -> None:
         async with backend.store() as store:
             await store.create("known@example.com", {})
@@ -221,6 +242,44 @@ class StoreContract:
 
         results = await _gather_in_handles(backend, 30, revoke)
         assert results.count(True) == 1
+
+    async def test_revoke_many_inserts_each_absent_key_once(self, backend: Backend) -> None:
+        async with backend.store() as store:
+            assert await store.revoke(_revocation("held", at=1)) is True
+            answers = await store.revoke_many(
+                [
+                    _revocation("new-1"),
+                    _revocation("held", at=7),
+                    _revocation("new-1", kind=RevocationKind.REFRESH, at=9),
+                    _revocation(session_key("s4")),
+                ]
+            )
+            assert await store.revoke_many([]) == []
+            again = await store.revoke_many([_revocation("new-1"), _revocation("new-2")])
+            found = await store.find_revocations(["held", "new-1", "new-2", session_key("s4")])
+        # A key already present keeps its entry and keeps none of the others out; a key given
+        # twice is written once, from its first entry.
+        assert answers == [True, False, False, True]
+        assert again == [False, True]
+        assert sorted(found, key=lambda entry: entry.key) == sorted(
+            [
+                _revocation("held", at=1),
+                _revocation("new-1"),
+                _revocation("new-2"),
+                _revocation(session_key("s4")),
+            ],
+            key=lambda entry: entry.key,
+        )
+
+    async def test_concurrent_revoke_many_inserts_each_key_once(self, backend: Backend) -> None:
+        async def revoke(store: Store[Any], index: int) -> list[bool]:
+            keys = ["shared-a", f"own-{index}", "shared-b"]
+            return await store.revoke_many([_revocation(key, at=index) for key in keys])
+
+        results = await _gather_in_handles(backend, 20, revoke)
+        assert [answers[0] for answers in results].count(True) == 1
+        assert [answers[2] for answers in results].count(True) == 1
+        assert all(answers[1] for answers in results)
 
     async def test_find_revocations_returns_only_requested_keys(self, backend: Backend) -> None:
         async with backend.store() as store:

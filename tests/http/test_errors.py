@@ -13,6 +13,7 @@ from fastapi import Request
 from otpcore.domain import errors
 from otpcore.domain.emails import InvalidEmail
 from otpcore.domain.errors import StorageError
+from otpcore.stores._base import PORT_METHODS
 from otpcore.stores.memory import MemoryStore
 from otpcore_fastapi import bearer_scheme, install_error_handlers
 from otpcore_fastapi.http_errors import (
@@ -26,26 +27,6 @@ from otpcore_fastapi.http_errors import (
 from tests.http.conftest import EMAIL, HarnessFactory, RecordingConfig
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PORT_METHODS = frozenset(
-    {
-        "find_by_email",
-        "find_by_id",
-        "create",
-        "save_challenge",
-        "load_principal",
-        "revoke",
-        "revoke_user",
-        "find_revocations",
-        "revocations_since",
-        "purge_expired",
-        # Issue 8: pending codes per binding and limit counters.
-        "create_challenge",
-        "find_challenge",
-        "newest_challenge",
-        "update_challenge",
-        "hit",
-    }
-)
 
 
 class FaultyStore(MemoryStore):
@@ -61,7 +42,7 @@ class FaultyStore(MemoryStore):
 
     def __getattribute__(self, name: str) -> Any:
         attribute = super().__getattribute__(name)
-        if name in _PORT_METHODS and object.__getattribute__(self, "down"):
+        if name in PORT_METHODS and object.__getattribute__(self, "down"):
 
             async def unavailable(*args: object, **kwargs: object) -> Any:
                 raise StorageError() from ConnectionRefusedError("db.internal:5432 refused")

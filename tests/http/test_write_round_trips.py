@@ -164,13 +164,15 @@ SQLITE: dict[str, dict[str, int]] = {
     # the account lookup; the send-client and send-mailbox hits and the challenge: one commit
     "request-otp": {"statements": 4, "writes": 1},
     # the challenge and the account reads; the verify-client hit, the account-wide guess
-    # cap, the new account, the spent code, its verified mark and the session: one commit
-    "verify-otp": {"statements": 8, "writes": 1},
+    # cap, the new account (verified as it is inserted), the spent code and the session: one
+    # commit
+    "verify-otp": {"statements": 7, "writes": 1},
     "current-user": {"statements": 1},
     # the principal read; the rotation
     "refresh": {"statements": 2, "writes": 1},
-    # the session ended, its revocation and the two tokens' ids: one commit
-    "logout": {"statements": 4, "writes": 1},
+    # the session ended; its revocation and the two tokens' ids, one multi-row insert: one
+    # commit
+    "logout": {"statements": 2, "writes": 1},
 }
 #: create_sqlite_engine: the same, each write transaction opened by BEGIN IMMEDIATE (one
 #: statement more; a lone write, the rotation, needs none).
@@ -183,13 +185,13 @@ SQLITE_WAL = {
     for step, counts in SQLITE.items()
 }
 #: PostgreSQL: lone statements in autocommit (one round-trip each); the login in one
-#: transaction (its 8 statements, BEGIN and COMMIT: 10 round-trips).
+#: transaction (its 7 statements, BEGIN and COMMIT: 9 round-trips).
 POSTGRES: dict[str, dict[str, int]] = {
     "request-otp": {"statements": 4, "writes": 3},
-    "verify-otp": {"statements": 8, "writes": 1, "units": 1},
+    "verify-otp": {"statements": 7, "writes": 1, "units": 1},
     "current-user": {"statements": 1},
     "refresh": {"statements": 2, "writes": 1},
-    "logout": {"statements": 4, "writes": 4},
+    "logout": {"statements": 2, "writes": 2},
 }
 
 

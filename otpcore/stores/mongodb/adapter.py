@@ -17,13 +17,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 from bson import ObjectId
 from pydantic import ValidationError
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from otpcore.domain.errors import ConfigurationError, ContentionError
 from otpcore.domain.records import Account, ChallengeState, Revocation, RevocationKind, user_key
 from otpcore.stores._base import StoreBase
 from otpcore.stores._record import challenge_of
 from otpcore.stores._reference import ReferenceAPI
+from otpcore.stores._revocations import distinct, inserted_answers
 from otpcore.stores.mongodb import indexes
 from otpcore.stores.mongodb.challenges import MongoChallenges, ensure_challenge_indexes
 from otpcore.stores.mongodb.documents import (
@@ -44,6 +45,8 @@ __all__ = ["MongoDBAdapter"]
 UserT = TypeVar("UserT", bound=BaseOTPUserDocument)
 
 _RETRIES = 10
+#: MongoDB's duplicate-key error code (E11000).
+_DUPLICATE_KEY = 11000
 _KEYS_FIELD = "_otpcore_keys"
 _REVOKED_FIELD = "_otpcore_revocations"
 
@@ -260,13 +263,16 @@ class MongoDBAdapter(
         doc = await self.user_collection.find_one(query)
         return None if doc is None else self._account(doc)
 
-    async def create(self, email: str, fields: Mapping[str, object]) -> Account[UserT]:
+    async def create(
+        self, email: str, fields: Mapping[str, object], *, verified: bool = False
+    ) -> Account[UserT]:
         """See :meth:`otpcore.ports.AccountStore.create`.
 
         Raises:
             ConfigurationError: The user model needs a field ``fields`` does not give.
         """
         doc = self._new_document(email, fields)
+        doc["is_verified"] = verified
         await self._indexed()
         for _ in range(_RETRIES):
             try:
@@ -349,6 +355,26 @@ class MongoDBAdapter(
         except DuplicateKeyError:
             return False
         return True
+
+    async def revoke_many(self, revocations: Sequence[Revocation]) -> list[bool]:
+        """See :meth:`otpcore.ports.RevocationStore.revoke_many`. One unordered
+        ``insert_many``: a duplicate key fails its own document only."""
+        first = distinct(revocations)
+        if not first:
+            return []
+        keys = list(first)
+        await self._indexed()
+        inserted = set(keys)
+        try:
+            await self.blacklist_collection.insert_many(
+                [revocation_doc(entry) for entry in first.values()], ordered=False
+            )
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if any(entry.get("code") != _DUPLICATE_KEY for entry in errors):
+                raise
+            inserted -= {keys[entry["index"]] for entry in errors}
+        return inserted_answers(revocations, inserted)
 
     async def revoke_user(self, user_id: str, *, at: datetime, expires_at: datetime) -> None:
         """See :meth:`otpcore.ports.RevocationStore.revoke_user`.

@@ -27,15 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from sqlalchemy import CursorResult, Insert, Select, Table, inspect
+from sqlalchemy import CursorResult, Select, inspect
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
-from otpcore.domain.records import Account, ChallengeState, Revocation, user_key
+from otpcore.domain.records import Account, ChallengeState, Revocation
 from otpcore.stores._base import StoreBase
 from otpcore.stores._record import challenge_of
 from otpcore.stores._reference import ReferenceAPI
@@ -44,9 +43,9 @@ from otpcore.stores.sqlalchemy.ids import parse_id
 from otpcore.stores.sqlalchemy.limits import SQLLimits
 from otpcore.stores.sqlalchemy.models import BaseOTPUserTable, TokenBlacklist
 from otpcore.stores.sqlalchemy.principal import persistent, principal_row, row_is_enough
+from otpcore.stores.sqlalchemy.revocations import SQLRevocations
 from otpcore.stores.sqlalchemy.sessions import SQLSessions, session_plan
 from otpcore.stores.sqlalchemy.statements import (
-    CUTOFF_KIND,
     STATE_COLUMNS,
     key_params,
     plan_for,
@@ -57,25 +56,6 @@ from otpcore.stores.sqlalchemy.units import SQLUnits, commit_keeping_loaded
 __all__ = ["SQLAlchemyAdapter"]
 
 UserT = TypeVar("UserT", bound=BaseOTPUserTable[Any])
-
-_CUTOFF_RETRIES = 3
-
-
-_IF_ABSENT: dict[tuple[type, str | None], Insert | None] = {}
-_UPSERTS: dict[str, Callable[[Table], Any]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
-
-
-def _insert_if_absent(blacklist_model: type, table: Table, dialect: str | None) -> Insert | None:
-    """``INSERT … ON CONFLICT DO NOTHING`` into the revocations ``table``, or ``None`` where
-    the dialect has no such clause."""
-    key = (blacklist_model, dialect)
-    if key not in _IF_ABSENT:
-        upsert = _UPSERTS.get(dialect or "")
-        _IF_ABSENT[key] = None if upsert is None else upsert(table).on_conflict_do_nothing()
-    return _IF_ABSENT[key]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -99,7 +79,14 @@ def _refuse_missing(model: str, missing: list[str]) -> None:
 
 
 class SQLAlchemyAdapter(
-    SQLUnits, StoreBase, ReferenceAPI, SQLSessions, SQLChallenges, SQLLimits, Generic[UserT]
+    SQLUnits,
+    StoreBase,
+    ReferenceAPI,
+    SQLSessions,
+    SQLChallenges,
+    SQLLimits,
+    SQLRevocations,
+    Generic[UserT],
 ):
     """The storage ports, and the reference's adapter methods, over one ``AsyncSession``.
 
@@ -212,14 +199,16 @@ class SQLAlchemyAdapter(
         await self._commit()
         return account
 
-    async def create(self, email: str, fields: Mapping[str, object]) -> Account[UserT]:
+    async def create(
+        self, email: str, fields: Mapping[str, object], *, verified: bool = False
+    ) -> Account[UserT]:
         """See :meth:`otpcore.ports.AccountStore.create`.
 
         Raises:
             ConfigurationError: The model has NOT NULL columns without a default that
                 ``fields`` does not fill, or ``fields`` names attributes it does not have.
         """
-        return self._account(await self._insert_user(email, fields))
+        return self._account(await self._insert_user(email, fields, verified=verified))
 
     def check_auto_create(self) -> None:
         """Refuse a user model that a new user cannot be made of from its e-mail alone (what
@@ -232,7 +221,9 @@ class SQLAlchemyAdapter(
         """
         _refuse_missing(self.user_model.__name__, list(self._plan.required))
 
-    async def _insert_user(self, email: str, fields: Mapping[str, object]) -> UserT:
+    async def _insert_user(
+        self, email: str, fields: Mapping[str, object], *, verified: bool = False
+    ) -> UserT:
         plan = self._plan
         name = self.user_model.__name__
         unknown = sorted(set(fields) - plan.attributes)
@@ -242,6 +233,8 @@ class SQLAlchemyAdapter(
             )
         _refuse_missing(name, [column for column in plan.required if column not in fields])
         user = cast(Callable[..., UserT], self.user_model)(email=email, **fields)
+        if verified:
+            user.is_verified = True
         await self._writing()
         self.session.add(user)
         try:
@@ -363,102 +356,6 @@ class SQLAlchemyAdapter(
         if not self._in_unit:
             commit_keeping_loaded(session)
         return account, [found[key] for key in dict.fromkeys(keys) if key in found]
-
-    # -- RevocationStore ------------------------------------------------------------------
-
-    async def revoke(self, revocation: Revocation) -> bool:
-        """See :meth:`otpcore.ports.RevocationStore.revoke`. One ``INSERT … ON CONFLICT DO
-        NOTHING`` (PostgreSQL, SQLite), decided by its row count, so that a key already
-        present aborts nothing: inside a unit of work the other writes stay."""
-        values = {
-            "jti": revocation.key,
-            "token_type": revocation.kind,
-            "blacklisted_at": revocation.revoked_at,
-            "expires_at": revocation.expires_at,
-        }
-        await self._writing()
-        await self._one_statement()
-        table = cast(Table, self._plan.insert_revocation.table)
-        statement = _insert_if_absent(self.blacklist_model, table, self._dialect)
-        if statement is not None:
-            result = cast(CursorResult[Any], await self.session.execute(statement, values))
-            await self._commit()
-            return result.rowcount == 1
-        try:
-            await self.session.execute(self._plan.insert_revocation, values)
-            await self._commit()
-        except sa_exc.IntegrityError:
-            await self._rollback()
-            return False
-        return True
-
-    async def revoke_user(self, user_id: str, *, at: datetime, expires_at: datetime) -> None:
-        """See :meth:`otpcore.ports.RevocationStore.revoke_user`.
-
-        Raises:
-            ContentionError: The cutoff row kept vanishing between attempts (a purge racing).
-        """
-        key = user_key(user_id)
-        params = {"p_key": key, "p_at": at, "p_until": expires_at}
-        await self._writing()
-        for _ in range(_CUTOFF_RETRIES):
-            # Raising in place is one atomic statement (CASE keeps the later value); only a
-            # user's first cutoff needs the INSERT, and losing that race means updating.
-            result = cast(
-                CursorResult[Any], await self.session.execute(self._plan.raise_cutoff, params)
-            )
-            if result.rowcount == 1:
-                await self._commit()
-                return
-            try:
-                await self.session.execute(
-                    self._plan.insert_revocation,
-                    {
-                        "jti": key,
-                        "token_type": CUTOFF_KIND,
-                        "blacklisted_at": at,
-                        "expires_at": expires_at,
-                    },
-                )
-                await self._commit()
-            except sa_exc.IntegrityError:
-                await self._rollback()
-                await self._writing()
-                continue
-            return
-        raise ContentionError()
-
-    async def _find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
-        if not keys:
-            return []
-        fixed, params = key_params(keys)
-        statement = self._plan.revocations if fixed else self._plan.revocations_many
-        await self._one_statement()
-        return await self.session.run_sync(self._revocations, statement, params, keys)
-
-    def _revocations(
-        self,
-        session: Session,
-        statement: Select[Any],
-        params: Mapping[str, object],
-        keys: Sequence[str],
-    ) -> list[Revocation]:
-        found = {row[0]: revocation_of(row) for row in session.execute(statement, params)}
-        if not self._in_unit:
-            commit_keeping_loaded(session)
-        return [found[key] for key in dict.fromkeys(keys) if key in found]
-
-    async def find_revocations(self, keys: Sequence[str]) -> list[Revocation]:
-        """See :meth:`otpcore.ports.RevocationStore.find_revocations`."""
-        return await self._find_revocations(keys)
-
-    async def revocations_since(self, cursor: datetime, *, now: datetime) -> list[Revocation]:
-        """See :meth:`otpcore.ports.RevocationStore.revocations_since`."""
-        await self._one_statement()
-        result = await self.session.execute(self._plan.since, {"p_at": cursor, "p_now": now})
-        found = [revocation_of(row) for row in result]
-        await self._commit()
-        return found
 
     async def purge_expired(self, now: datetime) -> int:
         """See :meth:`otpcore.ports.RevocationStore.purge_expired`. One ``DELETE`` for the

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from otpcore.domain.records import ChallengeState, PendingChallenge
 from otpcore.stores.sqlalchemy.models import UTCDateTime, companion_table
+from otpcore.stores.sqlalchemy.units import SQLCalls
 
 __all__ = ["ChallengePlan", "SQLChallenges", "challenge_plan"]
 
@@ -125,7 +126,7 @@ def _record(row: Any) -> PendingChallenge:
     )
 
 
-class SQLChallenges:
+class SQLChallenges(SQLCalls):
     """The :class:`otpcore.ports.ChallengeStore` methods over the adapter's ``AsyncSession``.
 
     Each call is one unit of work, committed before it returns, as every adapter call is.
@@ -133,18 +134,6 @@ class SQLChallenges:
 
     session: AsyncSession
     blacklist_model: type
-
-    async def _one_statement(self) -> None:
-        """Provided by the adapter: autocommit where one statement is the whole call."""
-        raise NotImplementedError
-
-    async def _writing(self) -> None:
-        """Provided by the adapter: queue for the writer lock where the database needs one."""
-        raise NotImplementedError
-
-    async def _commit(self) -> None:
-        """Provided by the adapter: end the call's unit of work."""
-        raise NotImplementedError
 
     async def create_challenge(self, challenge: PendingChallenge) -> None:
         """See :meth:`otpcore.ports.ChallengeStore.create_challenge`. One ``INSERT``.

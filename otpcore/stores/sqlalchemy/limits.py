@@ -50,6 +50,7 @@ from otpcore.domain.errors import ConfigurationError
 from otpcore.domain.records import LimitHit, LimitWindow
 from otpcore.stores._counter import refused
 from otpcore.stores.sqlalchemy.models import UTCDateTime, companion_table
+from otpcore.stores.sqlalchemy.units import SQLCalls
 
 __all__ = ["LimitPlan", "SQLLimits", "limit_plan"]
 
@@ -135,7 +136,7 @@ def _build(table: Table, upsert: Callable[[Table], Any]) -> LimitPlan:
     )
 
 
-class SQLLimits:
+class SQLLimits(SQLCalls):
     """The :class:`otpcore.ports.LimitStore` method over the adapter's ``AsyncSession``.
 
     Each call is one unit of work, committed before it returns, as every adapter call is.
@@ -144,18 +145,6 @@ class SQLLimits:
     session: AsyncSession
     blacklist_model: type
     _dialect: str | None
-
-    async def _one_statement(self) -> None:
-        """Provided by the adapter: autocommit where one statement is the whole call."""
-        raise NotImplementedError
-
-    async def _writing(self) -> None:
-        """Provided by the adapter: queue for the writer lock where the database needs one."""
-        raise NotImplementedError
-
-    async def _commit(self) -> None:
-        """Provided by the adapter: end the call's unit of work."""
-        raise NotImplementedError
 
     async def hit(self, key: str, *, limit: int, window: LimitWindow) -> LimitHit:
         """See :meth:`otpcore.ports.LimitStore.hit`. One upsert; a refusal reads the

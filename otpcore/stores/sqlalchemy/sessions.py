@@ -46,6 +46,7 @@ from otpcore.stores.sqlalchemy.models import (
     UTCDateTime,
     sessions_table,
 )
+from otpcore.stores.sqlalchemy.units import SQLCalls
 
 __all__ = ["SQLSessions", "SessionPlan", "session_plan"]
 
@@ -150,7 +151,7 @@ def _clip(value: str | None, length: int) -> str | None:
     return None if value is None else value[:length]
 
 
-class SQLSessions:
+class SQLSessions(SQLCalls):
     """The :class:`otpcore.ports.SessionStore` methods over the adapter's ``AsyncSession``.
 
     Each call is one unit of work, committed before it returns, as every adapter call is.
@@ -159,18 +160,6 @@ class SQLSessions:
     session: AsyncSession
     _session_plan: SessionPlan
     _returning: bool
-
-    async def _one_statement(self) -> None:
-        """Provided by the adapter: autocommit where one statement is the whole call."""
-        raise NotImplementedError
-
-    async def _writing(self) -> None:
-        """Provided by the adapter: queue for the writer lock where the database needs one."""
-        raise NotImplementedError
-
-    async def _commit(self) -> None:
-        """Provided by the adapter: end the call's unit of work."""
-        raise NotImplementedError
 
     async def open_session(self, session: SessionRecord) -> None:
         """See :meth:`otpcore.ports.SessionStore.open_session`. One ``INSERT``."""

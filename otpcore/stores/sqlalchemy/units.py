@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from otpcore.domain.errors import StorageError
 from otpcore.stores.sqlalchemy._aiosqlite import adapt_engine
 
-__all__ = ["WRITE_OPTION", "SQLUnits", "commit_keeping_loaded", "has_pending"]
+__all__ = ["WRITE_OPTION", "SQLCalls", "SQLUnits", "commit_keeping_loaded", "has_pending"]
 
 #: Execution option a unit on SQLite sets on its connection: the transaction will write.
 #: ``create_sqlite_engine``'s ``begin`` listener answers it with ``BEGIN IMMEDIATE``.
@@ -85,7 +85,31 @@ def commit_keeping_loaded(session: Session) -> None:
         session.expire_on_commit = expire
 
 
-class SQLUnits:
+class SQLCalls:
+    """What the adapter's store mixins (sessions, challenges, limits, revocations) call
+    around their statements; :class:`SQLUnits` provides it."""
+
+    session: AsyncSession
+    _in_unit: bool = False
+
+    async def _one_statement(self) -> None:
+        """Autocommit where one statement is the whole call."""
+        raise NotImplementedError
+
+    async def _writing(self) -> None:
+        """Queue for the writer lock where the database needs one."""
+        raise NotImplementedError
+
+    async def _commit(self) -> None:
+        """End the call's unit of work."""
+        raise NotImplementedError
+
+    async def _rollback(self) -> None:
+        """Undo the unit of work so far."""
+        raise NotImplementedError
+
+
+class SQLUnits(SQLCalls):
     """When the adapter commits, and the SQLite writer lock; mixed into the adapter."""
 
     session: AsyncSession
