@@ -31,7 +31,7 @@ from otpcore_fastapi.http_errors import CSRFRefused, openapi_responses, spec_for
 from otpcore_fastapi.schemas import MagicLinkRedeem, TokenResponse
 from otpcore_fastapi.transport import client_address
 
-__all__ = ["PAGE_HEADERS", "add_magic_link_routes"]
+__all__ = ["PAGE_HEADERS", "add_magic_link_routes", "finish_login"]
 
 #: Sent with the page and with every answer to its button. ``no-referrer``: the token in the
 #: page's URL never leaves in a ``Referer``; ``no-store``: no cache keeps the page (or the
@@ -137,8 +137,11 @@ def _form_token(raw: bytes) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
-def _finish(config: OTPAuthConfig, login: Login[Any], request: Request, response: Response) -> Any:
-    """End like verify-otp: tokens (and the refresh cookie), the device cookie."""
+def finish_login(
+    config: OTPAuthConfig, login: Login[Any], request: Request, response: Response
+) -> Any:
+    """How a login answers (verify-otp and the magic link): the tokens (and the refresh
+    cookie), the challenge cookie cleared, the device cookie."""
     delivered = config.transport.deliver(login, request, response)
     config.challenge_cookie.clear(request, response)
     if login.device is not None:
@@ -212,7 +215,7 @@ def add_magic_link_routes(
             return _refused(refused)
         response = RedirectResponse(config.magic_link_redirect, status_code=303)
         response.headers.update(PAGE_HEADERS)
-        _finish(config, login, request, response)
+        finish_login(config, login, request, response)
         return response
 
     @router.post(
@@ -242,5 +245,5 @@ def add_magic_link_routes(
             user_agent=request.headers.get("user-agent"),
             device=config.device_cookie.read(request),
         )
-        delivered: TokenResponse = _finish(config, login, request, response)
+        delivered: TokenResponse = finish_login(config, login, request, response)
         return delivered

@@ -29,7 +29,7 @@ from otpcore_fastapi.http_errors import (
     openapi_responses,
 )
 from otpcore_fastapi.languages import accept_languages
-from otpcore_fastapi.magic_link import add_magic_link_routes
+from otpcore_fastapi.magic_link import add_magic_link_routes, finish_login
 from otpcore_fastapi.schemas import (
     JWKSet,
     LogoutRequest,
@@ -207,10 +207,7 @@ def get_auth_router(get_otp_db: Callable[..., Any], config: OTPAuthConfig) -> AP
             device=body.device or device.read(request),
         )
         # The refresh cookie first: the reference's one Set-Cookie stays the first one.
-        delivered = config.transport.deliver(login, request, response)
-        bound.clear(request, response)
-        if login.device is not None:
-            device.set(request, response, login.device)
+        delivered: TokenResponse = finish_login(config, login, request, response)
         return delivered
 
     @router.post(

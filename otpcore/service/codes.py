@@ -49,7 +49,7 @@ from otpcore.service.ordering import next_order
 from otpcore.service.results import CodeRequest, Login
 from otpcore.service.sessions import open_session
 
-__all__ = ["account_for", "log_in", "request_code", "verify_code"]
+__all__ = ["account_for", "deferred", "log_in", "request_code", "verify_code"]
 
 U = TypeVar("U")
 T = TypeVar("T")
@@ -110,7 +110,7 @@ async def request_code(
         # One unit of work: the limit hits and the stored code (on SQLite one write lock
         # and one commit). A refusal is raised once what it counted is stored.
         async with store.transaction(atomic=False):
-            result = await _deferred(
+            result = await deferred(
                 _issue(s, store, key, subject, binding, outcome, (code_hash, link_hash), now,
                        email, ip=ip, device=device, account=known)
             )  # fmt: skip
@@ -142,7 +142,7 @@ async def request_code(
     )
 
 
-async def _deferred(work: Awaitable[T]) -> T | OTPAuthError:
+async def deferred(work: Awaitable[T]) -> T | OTPAuthError:
     """``work``'s result, or the refusal it raised (a storage failure or contention is
     raised): inside a unit of work a refusal must not undo what was counted before it."""
     try:
@@ -303,7 +303,7 @@ async def verify_code(
         record = await (store.find_challenge(key) if key else store.newest_challenge(subject))
         try:
             async with store.transaction():
-                result = await _deferred(
+                result = await deferred(
                     _attempt(s, store, limiter, guess, counted, record, unknown=unknown)
                 )
         except ContentionError:

@@ -9,6 +9,8 @@ in. A wrong link counts nothing (it is no guess) and changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import NoReturn, TypeVar, assert_never
 
 from otpcore.domain import challenge
@@ -22,8 +24,9 @@ from otpcore.domain.errors import (
     OTPAuthError,
 )
 from otpcore.domain.links import link_hash, parse_link
+from otpcore.domain.records import PendingChallenge
 from otpcore.ports import Store
-from otpcore.service.codes import account_for, log_in
+from otpcore.service.codes import account_for, deferred, log_in
 from otpcore.service.context import Settings
 from otpcore.service.results import Login
 
@@ -59,14 +62,14 @@ async def redeem_link(
         _refuse(LinkInvalid())
     subject = rules.subject_key(secret, email)
     presented = link_hash(secret, parts)
-    device_nonce = rules.valid_device(secret, subject, device)
-
+    spend = _Spend(email, subject, rules.valid_device(secret, subject, device), user_agent, ip)
     for _ in range(s.max_retries):
         record = await store.find_challenge(parts.challenge_key)
         if record is None or record.subject != subject:
             _refuse(LinkInvalid())
-        before = record.state
-        decision = challenge.redeem_link(before, presented_hash=presented, now=now, policy=s.policy)
+        decision = challenge.redeem_link(
+            record.state, presented_hash=presented, now=now, policy=s.policy
+        )
         match decision:
             case challenge.WrongLink():
                 _refuse(LinkInvalid())
@@ -78,16 +81,50 @@ async def redeem_link(
                 pass
             case unreachable:
                 assert_never(unreachable)
-        # Before the link is spent: an account that cannot be created leaves it for a retry.
-        account = await account_for(s, store, email)
-        if not await store.update_challenge(
-            record.id,
-            expected_version=before.version,
-            state=decision.state,
-            expires_at=challenge.keep_until(decision.state, policy=s.policy),
-        ):
-            continue  # a guess or another redeem moved the challenge: decide again
-        if account is None:  # a link is sent only where an account is or may be created
-            _refuse(LinkInvalid())
-        return await log_in(s, store, account, subject, device_nonce, now, user_agent, ip)
+        try:
+            # One unit, as a right code's: the new account, the spent link and the session
+            # are written together or not at all.
+            async with store.transaction():
+                result = await deferred(_spent(s, store, record, decision, spend, now))
+        except ContentionError:
+            continue  # the unit was undone (a new account's e-mail race on SQL)
+        if isinstance(result, OTPAuthError):
+            raise result
+        if result is not None:
+            return result
     raise ContentionError()
+
+
+@dataclass(frozen=True, slots=True)
+class _Spend:
+    email: str
+    subject: str
+    device_nonce: str | None
+    user_agent: str | None
+    ip: str | None
+
+
+async def _spent(
+    s: Settings[U],
+    store: Store[U],
+    record: PendingChallenge,
+    decision: challenge.Accepted,
+    spend: _Spend,
+    now: datetime,
+) -> Login[U] | None:
+    """Spend the link on ``record`` and log in; ``None`` when its compare-and-set lost (a
+    guess or another redeem moved the challenge: read and decide again)."""
+    # Before the link is spent: an account that cannot be created leaves it for a retry.
+    account = await account_for(s, store, spend.email)
+    if not await store.update_challenge(
+        record.id,
+        expected_version=record.state.version,
+        state=decision.state,
+        expires_at=challenge.keep_until(decision.state, policy=s.policy),
+    ):
+        return None
+    if account is None:  # a link is sent only where an account is or may be created
+        _refuse(LinkInvalid())
+    return await log_in(
+        s, store, account, spend.subject, spend.device_nonce, now, spend.user_agent, spend.ip
+    )

@@ -769,3 +769,33 @@ async def test_recommended_sqlite_engine_arguments() -> None:
         finally:
             await memory.dispose()
             await small.dispose()
+
+
+async def test_a_session_bound_per_model_gets_the_dialects_statements(db: Database) -> None:
+    """A session made with ``binds=`` (no ``bind``) is on the same database as one made with
+    ``bind=``: conflicts are skipped by ``ON CONFLICT`` inside a unit instead of aborting
+    it, and a lone read on PostgreSQL runs in autocommit."""
+    per_model = async_sessionmaker(
+        binds={User: db.engine, Blacklist: db.engine}, expire_on_commit=False
+    )
+    isolation: list[str] = []
+    async with per_model() as session:
+        store = SQLAlchemyAdapter(session, User, Blacklist)
+        with statements(db.engine, isolation) as sent:
+            async with store.transaction():
+                assert await store.revoke(_revocation("first")) is True
+                assert await store.revoke(_revocation("first", at=5)) is False
+                assert await store.revoke_many([_revocation("second"), _revocation("first")]) == [
+                    True,
+                    False,
+                ]
+            assert await store.find_by_email("nobody@example.com") is None
+    async with db.adapter() as store:
+        found = await store.find_revocations(["first", "second"])
+    assert sorted((entry.key, entry.revoked_at) for entry in found) == [
+        ("first", T0),
+        ("second", T0),
+    ]
+    assert sum("ON CONFLICT DO NOTHING" in statement for statement in sent) == 3
+    if db.engine.dialect.name == "postgresql":
+        assert isolation[-1] == "AUTOCOMMIT"

@@ -128,11 +128,18 @@ class SQLAlchemyAdapter(
         self._clock = clock
         self._plan = plan_for(user_model, blacklist_model)
         self._session_plan = session_plan(blacklist_model)
-        bind = session.bind
+        # A session made with binds= has no bind of its own: ask it which engine it uses for
+        # the user model (the adapter's tables share one database).
+        self._bind_arguments = {"mapper": self._plan.mapper}
+        try:
+            bind = session.sync_session.get_bind(mapper=self._plan.mapper)
+        except sa_exc.UnboundExecutionError:
+            bind = None
         self._dialect = None if bind is None else bind.dialect.name
         # SQLite before 3.35 has no UPDATE … RETURNING; end_sessions then reads first.
         self._returning = bind is None or bind.dialect.update_returning
-        self._init_units()
+        self._insert_returning = bind is None or bind.dialect.insert_returning
+        self._init_units(None if bind is None else bind.engine)
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -143,6 +143,8 @@ class SQLLimits(SQLCalls):
     """
 
     session: AsyncSession
+    #: The database has INSERT … RETURNING (not SQLite before 3.35).
+    _insert_returning: bool
     blacklist_model: type
     _dialect: str | None
 
@@ -159,8 +161,7 @@ class SQLLimits(SQLCalls):
             "p_limit": limit,
         }
         await self._writing()
-        bind = self.session.bind
-        if bind is None or bind.dialect.insert_returning:
+        if self._insert_returning:
             await self._one_statement()
             row = (await self.session.execute(plan.hit, params)).first()
         else:

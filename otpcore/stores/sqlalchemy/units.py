@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,7 +90,11 @@ class SQLCalls:
     around their statements; :class:`SQLUnits` provides it."""
 
     session: AsyncSession
+    #: Inside :meth:`SQLUnits.transaction`: calls neither commit nor switch to autocommit.
     _in_unit: bool = False
+    #: What the session is told when the adapter asks for its connection: the user model,
+    #: so that a session made with ``binds=`` finds its engine.
+    _bind_arguments: dict[str, Any]
 
     async def _one_statement(self) -> None:
         """Autocommit where one statement is the whole call."""
@@ -115,15 +119,12 @@ class SQLUnits(SQLCalls):
     session: AsyncSession
     _dialect: str | None
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
-    #: Inside :meth:`transaction`: calls neither commit nor switch to autocommit.
-    _in_unit: bool = False
     #: This adapter holds its engine's writer lock (SQLite).
     _holding: asyncio.Lock | None = None
 
-    def _init_units(self) -> None:
+    def _init_units(self, engine: Engine | None) -> None:
+        """Set up for ``engine``, the one the session uses for the adapter's tables."""
         self._autocommit = self._dialect in _FREE_AUTOCOMMIT
-        bind = self.session.bind
-        engine = None if bind is None else bind.sync_engine
         self._engine = engine if self._dialect == "sqlite" else None
         if self._engine is not None:
             adapt_engine(self._engine)
@@ -148,7 +149,9 @@ class SQLUnits(SQLCalls):
         session = self.session
         if self._engine is not None and not session.in_transaction():
             # BEGIN IMMEDIATE on create_sqlite_engine's engines; nothing elsewhere.
-            await session.connection(execution_options={WRITE_OPTION: True})
+            await session.connection(
+                bind_arguments=self._bind_arguments, execution_options={WRITE_OPTION: True}
+            )
         self._in_unit = True
         try:
             yield
@@ -217,4 +220,6 @@ class SQLUnits(SQLCalls):
             and not session.in_transaction()
             and not has_pending(session.sync_session)
         ):
-            await session.connection(execution_options=_AUTOCOMMIT)
+            await session.connection(
+                bind_arguments=self._bind_arguments, execution_options=_AUTOCOMMIT
+            )
