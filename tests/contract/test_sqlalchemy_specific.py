@@ -799,3 +799,21 @@ async def test_a_session_bound_per_model_gets_the_dialects_statements(db: Databa
     assert sum("ON CONFLICT DO NOTHING" in statement for statement in sent) == 3
     if db.engine.dialect.name == "postgresql":
         assert isolation[-1] == "AUTOCOMMIT"
+
+
+async def test_revoke_many_without_insert_returning_inserts_one_key_at_a_time(
+    db: Database,
+) -> None:
+    """SQLite before 3.35 has no ``INSERT … RETURNING``: each key is its own conditional
+    insert, so the answers stay exact."""
+    db.engine.sync_engine.dialect.insert_returning = False  # as an old SQLite reports
+    async with db.adapter() as store:
+        assert await store.revoke(_revocation("held")) is True
+        with statements(db.engine) as seen:
+            answers = await store.revoke_many(
+                [_revocation("new"), _revocation("held"), _revocation("new")]
+            )
+    inserts = [statement for statement in seen if statement.upper().startswith("INSERT")]
+    assert answers == [True, False, False]
+    assert len(inserts) == 2
+    assert not any("RETURNING" in statement.upper() for statement in seen)

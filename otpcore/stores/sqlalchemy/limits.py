@@ -143,8 +143,6 @@ class SQLLimits(SQLCalls):
     """
 
     session: AsyncSession
-    #: The database has INSERT … RETURNING (not SQLite before 3.35).
-    _insert_returning: bool
     blacklist_model: type
     _dialect: str | None
 

@@ -93,11 +93,11 @@ class SQLRevocations(SQLCalls):
 
     async def revoke_many(self, revocations: Sequence[Revocation]) -> list[bool]:
         """See :meth:`otpcore.ports.RevocationStore.revoke_many`. One multi-row ``INSERT …
-        ON CONFLICT DO NOTHING RETURNING jti`` (PostgreSQL, SQLite); elsewhere one
+        ON CONFLICT DO NOTHING RETURNING jti`` (PostgreSQL, SQLite 3.35+); elsewhere one
         :meth:`revoke` per key."""
         first = distinct(revocations)
         statement = _if_absent(self.blacklist_model, self._plan, self._dialect, returning=True)
-        if statement is None or not first:
+        if statement is None or not first or not self._insert_returning:
             inserted = {key for key, entry in first.items() if await self.revoke(entry)}
         else:
             await self._writing()

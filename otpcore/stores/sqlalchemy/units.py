@@ -95,6 +95,8 @@ class SQLCalls:
     #: What the session is told when the adapter asks for its connection: the user model,
     #: so that a session made with ``binds=`` finds its engine.
     _bind_arguments: dict[str, Any]
+    #: The database has ``INSERT … RETURNING`` (not SQLite before 3.35).
+    _insert_returning: bool
 
     async def _one_statement(self) -> None:
         """Autocommit where one statement is the whole call."""
