@@ -7,6 +7,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from bson import ObjectId
 from pydantic import Field
 from pymongo import AsyncMongoClient, monitoring
-from pymongo.errors import ServerSelectionTimeoutError
+from pymongo.errors import BulkWriteError, ServerSelectionTimeoutError
 
 from otpcore.domain.codes import hash_code
 from otpcore.domain.errors import ConfigurationError, ContentionError, StorageError
@@ -403,3 +404,41 @@ def test_missing_pymongo_names_the_extra() -> None:
 def test_code_hash_is_not_in_the_repr() -> None:
     user = User.model_validate({"email": "a@example.com", "username": "a", "otp_code": HASH})
     assert HASH not in repr(user)
+
+
+class _Unreplicated:
+    """Fault injection: the blacklist collection writes, then reports the write concern
+    failed (``w="majority"`` timing out on a replica set), which one server cannot produce."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def insert_many(self, documents: Any, **options: Any) -> Any:
+        try:
+            await self._collection.insert_many(documents, **options)
+            write_errors: list[dict[str, Any]] = []
+        except BulkWriteError as error:
+            write_errors = error.details["writeErrors"]
+        raise BulkWriteError(
+            {
+                "writeErrors": write_errors,
+                "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication"}],
+                "nInserted": len(documents) - len(write_errors),
+            }
+        )
+
+
+async def test_revoke_many_reports_a_failed_write_concern(mongo: MongoBackend) -> None:
+    db = users(mongo)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    entry = Revocation(key="held", kind=RevocationKind.ACCESS, revoked_at=later, expires_at=later)
+    assert await db.revoke_many([entry, replace(entry, key="fresh")]) == [True, True]
+    db.blacklist_collection = _Unreplicated(db.blacklist_collection)
+    # Only duplicates are an answer ("already revoked"); a write not known to be durable is
+    # the store failing, with or without duplicates beside it.
+    for keys in (["new-1", "new-2"], ["held", "new-3"]):
+        with pytest.raises(StorageError):
+            await db.revoke_many([replace(entry, key=key) for key in keys])

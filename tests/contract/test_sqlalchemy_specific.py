@@ -817,3 +817,60 @@ async def test_revoke_many_without_insert_returning_inserts_one_key_at_a_time(
     assert answers == [True, False, False]
     assert len(inserts) == 2
     assert not any("RETURNING" in statement.upper() for statement in seen)
+
+
+@pytest.mark.parametrize("per", ["model", "base"])
+async def test_a_whole_login_runs_on_sessions_bound_per_model(db: Database, per: str) -> None:
+    """``binds=`` names the models (or their declarative base), never the companion tables
+    (sessions, pending codes, limit counters): the adapter runs those statements on the user
+    model's engine."""
+    binds: dict[Any, AsyncEngine] = (
+        {User: db.engine, Blacklist: db.engine} if per == "model" else {Base: db.engine}
+    )
+    per_model = async_sessionmaker(binds=binds, expire_on_commit=False)
+    auth: OTPAuth[Any] = OTPAuth(
+        policy=Policy(secret=b"dev", developer_mode=True), store=None, sender=_no_send
+    )
+
+    @asynccontextmanager
+    async def service() -> AsyncIterator[OTPAuth[Any]]:
+        async with per_model() as session:
+            yield auth.with_store(SQLAlchemyAdapter(session, User, Blacklist))
+
+    async with service() as step:
+        request = await step.request_code("bound@example.com", ip="192.0.2.1")
+    async with service() as step:
+        login = await step.verify_code(
+            "bound@example.com", "000000", challenge_id=request.challenge_id, ip="192.0.2.1"
+        )
+    async with service() as step:
+        renewed = await step.refresh(login.refresh_token)
+    async with service() as step:
+        assert await step.logout(renewed.refresh_token, access_token=renewed.access_token)
+    async with db.adapter() as store:
+        account = await store.find_by_email("bound@example.com")
+        sessions = await store.list_sessions(login.user_id, now=datetime.now(UTC))
+    assert account is not None
+    assert account.is_verified is True
+    assert sessions == []
+
+
+async def test_concurrent_revoke_many_in_crossed_orders_never_deadlock(db: Database) -> None:
+    """Two calls sharing keys, given in opposite orders: each key is written by exactly one,
+    and neither waits on the other's rows (on PostgreSQL a deadlock would kill one). The
+    sessions are connected first, so that both inserts reach the server together."""
+    keys = [f"k-{index:03d}" for index in range(500)]
+    for round_ in range(20):
+        async with db.sessions() as first, db.sessions() as second:
+            for session in (first, second):
+                await session.execute(select(1))
+                await session.commit()
+            forward, backward = await asyncio.gather(
+                *(
+                    SQLAlchemyAdapter(session, User, Blacklist).revoke_many(
+                        [_revocation(f"{round_}-{key}") for key in order]
+                    )
+                    for session, order in ((first, keys), (second, keys[::-1]))
+                )
+            )
+        assert [a + b for a, b in zip(forward, backward[::-1], strict=True)] == [1] * len(keys)

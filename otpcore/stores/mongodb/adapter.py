@@ -45,8 +45,8 @@ __all__ = ["MongoDBAdapter"]
 UserT = TypeVar("UserT", bound=BaseOTPUserDocument)
 
 _RETRIES = 10
-#: MongoDB's duplicate-key error code (E11000).
-_DUPLICATE_KEY = 11000
+#: MongoDB's duplicate-key error codes (as pymongo's DuplicateKeyError reads them).
+_DUPLICATE_KEY = frozenset({11000, 11001, 12582})
 _KEYS_FIELD = "_otpcore_keys"
 _REVOKED_FIELD = "_otpcore_revocations"
 
@@ -371,7 +371,9 @@ class MongoDBAdapter(
             )
         except BulkWriteError as error:
             errors = error.details.get("writeErrors", [])
-            if any(entry.get("code") != _DUPLICATE_KEY for entry in errors):
+            if error.details.get("writeConcernErrors") or any(
+                entry.get("code") not in _DUPLICATE_KEY for entry in errors
+            ):
                 raise
             inserted -= {keys[entry["index"]] for entry in errors}
         return inserted_answers(revocations, inserted)

@@ -170,7 +170,7 @@ class SQLAlchemyAdapter(
     async def _user_where(self, column: str, value: object) -> UserT | None:
         statement = self._plan.by_email if column == "email" else self._plan.by_id
         await self._one_statement()
-        result = await self.session.execute(statement, {f"p_{column}": value})
+        result = await self._execute(statement, {f"p_{column}": value})
         user: UserT | None = result.scalars().first()
         return user
 
@@ -289,7 +289,7 @@ class SQLAlchemyAdapter(
         statement = self._plan.save_verified if mark_verified else self._plan.save
         await self._writing()
         await self._one_statement()
-        result = cast(CursorResult[Any], await self.session.execute(statement, params))
+        result = cast(CursorResult[Any], await self._execute(statement, params))
         saved = result.rowcount == 1
         if saved:
             if mark_verified:
@@ -335,7 +335,7 @@ class SQLAlchemyAdapter(
     ) -> tuple[Account[UserT] | None, list[Revocation]]:
         user: UserT | None = None
         found = {}
-        for row in session.execute(statement, params):
+        for row in session.execute(statement, params, bind_arguments=self._bind_arguments):
             user = row[0]
             if row[1] is not None:
                 found[row[1]] = revocation_of(row[1:])
@@ -369,9 +369,7 @@ class SQLAlchemyAdapter(
         revocations, one each for the sessions, pending challenges and limit counters."""
         await self._writing()
         await self._one_statement()
-        result = cast(
-            CursorResult[Any], await self.session.execute(self._plan.purge, {"p_now": now})
-        )
+        result = cast(CursorResult[Any], await self._execute(self._plan.purge, {"p_now": now}))
         await self._purge_sessions(now)
         await self._purge_challenges(now)
         await self._purge_limits(now)

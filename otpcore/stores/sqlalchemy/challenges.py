@@ -152,7 +152,7 @@ class SQLChallenges(SQLCalls):
         )
         await self._writing()
         await self._one_statement()
-        await self.session.execute(challenge_plan(self.blacklist_model).insert, values)
+        await self._execute(challenge_plan(self.blacklist_model).insert, values)
         await self._commit()
 
     async def find_challenge(self, challenge_id: str) -> PendingChallenge | None:
@@ -171,7 +171,7 @@ class SQLChallenges(SQLCalls):
         self, statement: Select[Any], params: dict[str, object]
     ) -> PendingChallenge | None:
         await self._one_statement()
-        result = await self.session.execute(statement, params)
+        result = await self._execute(statement, params)
         row = result.first()
         await self._commit()
         return None if row is None else _record(row)
@@ -196,7 +196,7 @@ class SQLChallenges(SQLCalls):
             params["p_order"] = order
         await self._writing()
         await self._one_statement()
-        result = cast(CursorResult[Any], await self.session.execute(statement, params))
+        result = cast(CursorResult[Any], await self._execute(statement, params))
         await self._commit()
         return result.rowcount == 1
 
@@ -205,4 +205,4 @@ class SQLChallenges(SQLCalls):
 
         Part of ``purge_expired``, in the same unit of work.
         """
-        await self.session.execute(challenge_plan(self.blacklist_model).purge, {"p_now": now})
+        await self._execute(challenge_plan(self.blacklist_model).purge, {"p_now": now})

@@ -24,7 +24,7 @@ transaction reads the counts. Other dialects have no limit store here (a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -159,19 +159,20 @@ class SQLLimits(SQLCalls):
             "p_limit": limit,
         }
         await self._writing()
+        row: Sequence[Any] | None
         if self._insert_returning:
             await self._one_statement()
-            row = (await self.session.execute(plan.hit, params)).first()
+            row = (await self._execute(plan.hit, params)).first()
         else:
-            result = cast(CursorResult[Any], await self.session.execute(plan.hit_plain, params))
+            result = cast(CursorResult[Any], await self._execute(plan.hit_plain, params))
             row = None
             if result.rowcount == 1:
-                stored = (await self.session.execute(plan.read, params)).first()
+                stored = (await self._execute(plan.read, params)).first()
                 row = None if stored is None else stored[1:]
         if row is not None:
             await self._commit()
             return LimitHit(allowed=True, count=row[0], previous_count=row[1])
-        stored = (await self.session.execute(plan.read, params)).first()
+        stored = (await self._execute(plan.read, params)).first()
         await self._commit()
         counter = None if stored is None else (stored[0], stored[1], stored[2])
         return refused(counter, window=window)[1]
@@ -181,6 +182,4 @@ class SQLLimits(SQLCalls):
 
         Part of ``purge_expired``, in the same unit of work.
         """
-        await self.session.execute(
-            limit_plan(self.blacklist_model, self._dialect).purge, {"p_now": now}
-        )
+        await self._execute(limit_plan(self.blacklist_model, self._dialect).purge, {"p_now": now})

@@ -78,13 +78,11 @@ class SQLRevocations(SQLCalls):
         await self._one_statement()
         statement = _if_absent(self.blacklist_model, self._plan, self._dialect, returning=False)
         if statement is not None:
-            result = cast(
-                CursorResult[Any], await self.session.execute(statement, _row(revocation))
-            )
+            result = cast(CursorResult[Any], await self._execute(statement, _row(revocation)))
             await self._commit()
             return result.rowcount == 1
         try:
-            await self.session.execute(self._plan.insert_revocation, _row(revocation))
+            await self._execute(self._plan.insert_revocation, _row(revocation))
             await self._commit()
         except sa_exc.IntegrityError:
             await self._rollback()
@@ -102,8 +100,10 @@ class SQLRevocations(SQLCalls):
         else:
             await self._writing()
             await self._one_statement()
-            rows = [_row(entry) for entry in first.values()]
-            result = await self.session.execute(statement, rows)
+            # In key order: two calls sharing keys lock their rows in one order, never
+            # waiting on each other (PostgreSQL would kill one as a deadlock).
+            rows = [_row(first[key]) for key in sorted(first)]
+            result = await self._execute(statement, rows)
             inserted = set(result.scalars())
             await self._commit()
         return inserted_answers(revocations, inserted)
@@ -120,14 +120,12 @@ class SQLRevocations(SQLCalls):
         for _ in range(_CUTOFF_RETRIES):
             # Raising in place is one atomic statement (CASE keeps the later value); only a
             # user's first cutoff needs the INSERT, and losing that race means updating.
-            result = cast(
-                CursorResult[Any], await self.session.execute(self._plan.raise_cutoff, params)
-            )
+            result = cast(CursorResult[Any], await self._execute(self._plan.raise_cutoff, params))
             if result.rowcount == 1:
                 await self._commit()
                 return
             try:
-                await self.session.execute(
+                await self._execute(
                     self._plan.insert_revocation,
                     {
                         "jti": key,
@@ -159,7 +157,10 @@ class SQLRevocations(SQLCalls):
         params: Mapping[str, object],
         keys: Sequence[str],
     ) -> list[Revocation]:
-        found = {row[0]: revocation_of(row) for row in session.execute(statement, params)}
+        found = {
+            row[0]: revocation_of(row)
+            for row in session.execute(statement, params, bind_arguments=self._bind_arguments)
+        }
         if not self._in_unit:
             commit_keeping_loaded(session)
         return [found[key] for key in dict.fromkeys(keys) if key in found]
@@ -171,7 +172,7 @@ class SQLRevocations(SQLCalls):
     async def revocations_since(self, cursor: datetime, *, now: datetime) -> list[Revocation]:
         """See :meth:`otpcore.ports.RevocationStore.revocations_since`."""
         await self._one_statement()
-        result = await self.session.execute(self._plan.since, {"p_at": cursor, "p_now": now})
+        result = await self._execute(self._plan.since, {"p_at": cursor, "p_now": now})
         found = [revocation_of(row) for row in result]
         await self._commit()
         return found

@@ -168,13 +168,13 @@ class SQLSessions(SQLCalls):
         values["ip"] = _clip(session.ip, IP_LENGTH)
         await self._writing()
         await self._one_statement()
-        await self.session.execute(self._session_plan.insert, values)
+        await self._execute(self._session_plan.insert, values)
         await self._commit()
 
     async def find_session(self, sid: str) -> SessionRecord | None:
         """See :meth:`otpcore.ports.SessionStore.find_session`. One ``SELECT``."""
         await self._one_statement()
-        result = await self.session.execute(self._session_plan.find, {"p_sid": sid})
+        result = await self._execute(self._session_plan.find, {"p_sid": sid})
         row = result.first()
         await self._commit()
         return None if row is None else _record(row)
@@ -188,18 +188,14 @@ class SQLSessions(SQLCalls):
         params["p_expires"] = expires_at
         await self._writing()
         await self._one_statement()
-        result = cast(
-            CursorResult[Any], await self.session.execute(self._session_plan.rotate, params)
-        )
+        result = cast(CursorResult[Any], await self._execute(self._session_plan.rotate, params))
         await self._commit()
         return result.rowcount == 1
 
     async def list_sessions(self, user_id: str, *, now: datetime) -> list[SessionRecord]:
         """See :meth:`otpcore.ports.SessionStore.list_sessions`. One ``SELECT``."""
         await self._one_statement()
-        result = await self.session.execute(
-            self._session_plan.active, {"p_user": user_id, "p_now": now}
-        )
+        result = await self._execute(self._session_plan.active, {"p_user": user_id, "p_now": now})
         found = [_record(row) for row in result]
         await self._commit()
         return found
@@ -220,15 +216,15 @@ class SQLSessions(SQLCalls):
         await self._writing()
         if self._returning:
             await self._one_statement()
-            result = await self.session.execute(plan.end[ending], params)
+            result = await self._execute(plan.end[ending], params)
             ended = [row[0] for row in result]
         else:
-            result = await self.session.execute(plan.candidates[ending], params)
+            result = await self._execute(plan.candidates[ending], params)
             ended = []
             for (sid,) in result.all():
                 won = cast(
                     CursorResult[Any],
-                    await self.session.execute(plan.end_one, {**params, "p_sid": sid}),
+                    await self._execute(plan.end_one, {**params, "p_sid": sid}),
                 )
                 if won.rowcount == 1:
                     ended.append(sid)
@@ -241,4 +237,4 @@ class SQLSessions(SQLCalls):
 
         Part of ``purge_expired``, in the same unit of work.
         """
-        await self.session.execute(self._session_plan.purge, {"p_now": now})
+        await self._execute(self._session_plan.purge, {"p_now": now})

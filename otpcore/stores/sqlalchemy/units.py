@@ -29,9 +29,10 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Final
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from otpcore.domain.errors import StorageError
 from otpcore.stores.sqlalchemy._aiosqlite import adapt_engine
@@ -97,6 +98,13 @@ class SQLCalls:
     _bind_arguments: dict[str, Any]
     #: The database has ``INSERT … RETURNING`` (not SQLite before 3.35).
     _insert_returning: bool
+
+    async def _execute(
+        self, statement: Executable, params: Any = None
+    ) -> Result[*tuple[Any, ...]]:
+        """Run ``statement`` on the session's connection for the user model's engine (a
+        session made with ``binds=`` knows no engine for the companion tables)."""
+        return await self.session.execute(statement, params, bind_arguments=self._bind_arguments)
 
     async def _one_statement(self) -> None:
         """Autocommit where one statement is the whole call."""
