@@ -99,9 +99,7 @@ class SQLCalls:
     #: The database has ``INSERT … RETURNING`` (not SQLite before 3.35).
     _insert_returning: bool
 
-    async def _execute(
-        self, statement: Executable, params: Any = None
-    ) -> Result[*tuple[Any, ...]]:
+    async def _execute(self, statement: Executable, params: Any = None) -> Result[*tuple[Any, ...]]:
         """Run ``statement`` on the session's connection for the user model's engine (a
         session made with ``binds=`` knows no engine for the companion tables)."""
         return await self.session.execute(statement, params, bind_arguments=self._bind_arguments)
