@@ -12,19 +12,18 @@ server supports (no update pipeline, which nx-27017, the test server, lacks)::
                   {"$expr": {"$lte": [w<S - L> * weight + w<S> + 1, limit]}}]},  # missing: 0
         {"$inc": {"w<S>": 1}, "$max": {"top": S, "expires_ms": E},
          "$unset": {"w<S - 2L>": ""}},
-        return_document=AFTER)
+        upsert=True, return_document=AFTER)
 
-That statement is the whole hit whenever the key's document exists and the hit is allowed;
-it is atomic on the document, so concurrent hits on one key, from any number of processes,
-never exceed the limit. When it matches nothing:
+That statement is the whole hit whenever the hit is allowed, the key's first included (the
+upsert inserts ``{_id: key, w<S>: 1, top: S, expires_ms: E}``); it is atomic on the
+document, so concurrent hits on one key, from any number of processes, never exceed the
+limit. When the key's document exists but the filter refuses it, the upsert's insert meets
+the unique ``_id`` (``DuplicateKeyError``) and one ``find_one`` reads the counts the
+refusal was decided on: a concurrent first hit that won the insert means trying again, and
+a document whose ``top`` is after ``S`` (a host whose clock lags) is counted in that newer
+window instead, as :meth:`otpcore.ports.LimitStore.hit` requires.
 
-- the key has no document: one ``insert_one`` of the first hit (a missing counter is always
-  allowed); losing that race to a concurrent first hit means trying again;
-- otherwise one ``find_one`` reads the counts the refusal was decided on. A document whose
-  ``top`` is after ``S`` (a host whose clock lags) is counted in that newer window instead,
-  as :meth:`otpcore.ports.LimitStore.hit` requires, by one more conditional update.
-
-So an allowed hit costs one statement, a key's first hit two, a refusal three. Counts of
+So an allowed hit costs one statement, a key's first hit too, a refusal two. Counts of
 windows older than the previous one no longer matter; the hit drops the one before the
 previous, and any older ones left by a key idle for longer are dropped by one more
 ``update_one`` when a hit returns them. ``purge_expired`` deletes documents whose
@@ -100,24 +99,31 @@ class MongoLimits:
         collection = self.limit_collection
         for _ in range(_RETRIES):
             previous = start - length
-            doc = await collection.find_one_and_update(
-                # One ``$and`` rather than sibling fields: nx-27017 drops the siblings of an
-                # ``$expr`` it evaluates itself (``$ifNull``), ``_id`` included; MongoDB reads
-                # both forms alike.
-                {
-                    "$and": [
-                        {"_id": key},
-                        {"top": {"$lte": start}},
-                        {"$expr": _allowed_expr(start, previous, window.weight, limit)},
-                    ]
-                },
-                {
-                    "$inc": {_field(start): 1},
-                    "$max": {"top": start, "expires_ms": expires},
-                    "$unset": {_field(previous - length): ""},
-                },
-                return_document=ReturnDocument.AFTER,
-            )
+            try:
+                # An upsert: a key's first hit is this one command too (the new document
+                # takes ``_id`` from the filter and the update's fields). Where the document
+                # exists but refuses the hit, the upsert's insert meets the unique ``_id``.
+                doc = await collection.find_one_and_update(
+                    # One ``$and`` rather than sibling fields: nx-27017 drops the siblings of
+                    # an ``$expr`` it evaluates itself (``$ifNull``), ``_id`` included;
+                    # MongoDB reads both forms alike.
+                    {
+                        "$and": [
+                            {"_id": key},
+                            {"top": {"$lte": start}},
+                            {"$expr": _allowed_expr(start, previous, window.weight, limit)},
+                        ]
+                    },
+                    {
+                        "$inc": {_field(start): 1},
+                        "$max": {"top": start, "expires_ms": expires},
+                        "$unset": {_field(previous - length): ""},
+                    },
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:
+                doc = None
             if doc is not None:
                 stale = _stale(doc, (start, previous))
                 if stale:
@@ -125,14 +131,6 @@ class MongoLimits:
                 return LimitHit(
                     allowed=True, count=_count(doc, start), previous_count=_count(doc, previous)
                 )
-            try:
-                await collection.insert_one(
-                    {"_id": key, "top": start, _field(start): 1, "expires_ms": expires}
-                )
-            except DuplicateKeyError:
-                pass
-            else:
-                return LimitHit(allowed=True, count=1, previous_count=0)
             doc = await collection.find_one({"_id": key})
             if doc is None:
                 continue  # purged between the statements: insert again
