@@ -547,6 +547,26 @@ async def test_logout_with_both_tokens_revokes_both_and_reports_one_logout() -> 
     assert await h.auth.logout(login.refresh_token, access_token=login.access_token) is False
 
 
+async def test_logout_with_two_sessions_tokens_ends_both() -> None:
+    # One token of each of two sessions: both end, both are revoked with both tokens' ids,
+    # in one multi-row revocation, and each session's logout is reported once.
+    h = Harness()
+    first = await h.login()
+    second = await h.login()
+    assert first.sid != second.sid
+    assert await h.auth.logout(first.refresh_token, access_token=second.access_token) is True
+    assert sorted(e.sid for e in h.events if isinstance(e, LoggedOut)) == sorted(
+        [first.sid, second.sid]
+    )
+    for login in (first, second):
+        with pytest.raises(TokenRevoked):
+            await h.auth.refresh(login.refresh_token)
+        with pytest.raises(TokenRevoked):
+            await h.auth.authenticate(login.access_token)
+    # Again, nothing is left to end or revoke: no logout reported.
+    assert await h.auth.logout(first.refresh_token, access_token=second.access_token) is False
+
+
 async def test_logout_uses_whichever_token_verifies() -> None:
     h = Harness()
     login = await h.login()
