@@ -32,7 +32,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from otpcore.domain.records import ChallengeState, PendingChallenge
 from otpcore.stores.sqlalchemy.models import UTCDateTime, companion_table
@@ -132,7 +131,6 @@ class SQLChallenges(SQLCalls):
     Each call is one unit of work, committed before it returns, as every adapter call is.
     """
 
-    session: AsyncSession
     blacklist_model: type
 
     async def create_challenge(self, challenge: PendingChallenge) -> None:

@@ -42,23 +42,16 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from otpcore.domain.errors import ConfigurationError
 from otpcore.domain.records import LimitHit, LimitWindow
 from otpcore.stores._counter import refused
 from otpcore.stores.sqlalchemy.models import UTCDateTime, companion_table
+from otpcore.stores.sqlalchemy.statements import UPSERTS
 from otpcore.stores.sqlalchemy.units import SQLCalls
 
 __all__ = ["LimitPlan", "SQLLimits", "limit_plan"]
-
-#: The dialects with ``INSERT … ON CONFLICT … DO UPDATE … WHERE``, and their insert.
-_UPSERTS: dict[str, Callable[[Table], Any]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +80,7 @@ def limit_plan(blacklist_model: type, dialect: str | None) -> LimitPlan:
     name = dialect or "sqlite"
     plan = _PLANS.get((blacklist_model, name))
     if plan is None:
-        upsert = _UPSERTS.get(name)
+        upsert = UPSERTS.get(name)
         if upsert is None:
             raise ConfigurationError(
                 f"limit counters need PostgreSQL or SQLite (INSERT … ON CONFLICT), not {name}; "
@@ -142,7 +135,6 @@ class SQLLimits(SQLCalls):
     Each call is one unit of work, committed before it returns, as every adapter call is.
     """
 
-    session: AsyncSession
     blacklist_model: type
     _dialect: str | None
 

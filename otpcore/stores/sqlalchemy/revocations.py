@@ -9,19 +9,24 @@ an error that would abort the unit of work around it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Insert, Select, Table
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from otpcore.domain.errors import ContentionError
 from otpcore.domain.records import Revocation, user_key
 from otpcore.stores._revocations import distinct, inserted_answers
-from otpcore.stores.sqlalchemy.statements import CUTOFF_KIND, Plan, key_params, revocation_of
+from otpcore.stores.sqlalchemy.statements import (
+    CUTOFF_KIND,
+    UPSERTS,
+    Plan,
+    key_params,
+    revocation_of,
+)
 from otpcore.stores.sqlalchemy.units import SQLCalls, commit_keeping_loaded
 
 __all__ = ["SQLRevocations"]
@@ -29,10 +34,6 @@ __all__ = ["SQLRevocations"]
 _CUTOFF_RETRIES = 3
 
 _IF_ABSENT: dict[tuple[type, str | None, bool], Insert | None] = {}
-_UPSERTS: dict[str, Callable[[Table], Any]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
 
 
 def _if_absent(
@@ -43,7 +44,7 @@ def _if_absent(
     key = (blacklist_model, dialect, returning)
     if key not in _IF_ABSENT:
         table = cast(Table, plan.insert_revocation.table)
-        upsert = _UPSERTS.get(dialect or "")
+        upsert = UPSERTS.get(dialect or "")
         statement = None if upsert is None else upsert(table).on_conflict_do_nothing()
         if statement is not None and returning:
             statement = statement.returning(table.c.jti)

@@ -37,7 +37,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from otpcore.domain.records import SessionRecord
 from otpcore.stores.sqlalchemy.models import (
@@ -157,7 +156,6 @@ class SQLSessions(SQLCalls):
     Each call is one unit of work, committed before it returns, as every adapter call is.
     """
 
-    session: AsyncSession
     _session_plan: SessionPlan
     _returning: bool
 

@@ -8,7 +8,7 @@ call. The hot-path reads bind their revocation keys to :data:`KEY_SLOTS` fixed p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from sqlalchemy import (
     types,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.expression import BindParameter
 
@@ -40,6 +41,7 @@ __all__ = [
     "CUTOFF_KIND",
     "OTP_COLUMNS",
     "STATE_COLUMNS",
+    "UPSERTS",
     "Plan",
     "key_params",
     "plan_for",
@@ -47,6 +49,12 @@ __all__ = [
 ]
 
 CUTOFF_KIND: Final = RevocationKind.USER.value
+#: The dialects with ``INSERT … ON CONFLICT`` (``DO NOTHING``, ``DO UPDATE … WHERE``), and
+#: their insert.
+UPSERTS: Final[Mapping[str, Callable[[Table], Any]]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 KEY_SLOTS: Final = 4
 _KEY_NAMES = tuple(f"p_key{index}" for index in range(KEY_SLOTS))
 

@@ -124,7 +124,6 @@ class SQLCalls:
 class SQLUnits(SQLCalls):
     """When the adapter commits, and the SQLite writer lock; mixed into the adapter."""
 
-    session: AsyncSession
     _dialect: str | None
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
     #: This adapter holds its engine's writer lock (SQLite).
