@@ -183,8 +183,8 @@ class Wiring:
 
     label: str
     python: Path
-    module: str  # in bench/flow_apps: otpcore_app or reference_app
-    store: str  # readme-sqlite, sqlite-wal, postgres, mongodb
+    module: str  # in bench/flow_apps: otpcore_app, reference_app or floor_app
+    store: str  # readme-sqlite, sqlite-wal, postgres, mongodb; none (the floor)
     library: str  # the package /_bench/info must report
     library_root: Path | None = None  # where that package must come from
     workers: int = 1  # uvicorn worker processes
@@ -461,7 +461,9 @@ def _median_ms(rounds: Sequence[Round], step: str, fraction: float) -> float:
 @asynccontextmanager
 async def databases(label: str, store: str, scratch: Path) -> AsyncIterator[dict[str, str]]:
     """The environment pointing a server at a new database for ``store`` (dropped after)."""
-    if store in ("readme-sqlite", "sqlite-wal"):
+    if store == "none":
+        yield {}
+    elif store in ("readme-sqlite", "sqlite-wal"):
         yield {"BENCH_DATABASE_URL": f"sqlite+aiosqlite:///{scratch / (label + '.db')}"}
     elif store == "postgres":
         import asyncpg  # type: ignore[import-untyped]
@@ -495,13 +497,14 @@ def wirings(
     *,
     baseline: str | None,
     reference: bool,
+    floor: bool = False,
     current: str | None = None,
     workers: int = 1,
     only: Sequence[str] | None = None,
 ) -> list[Wiring]:
     """What this run measures (PostgreSQL and MongoDB only when their servers are set;
     ``only`` these otpcore stores when given), each otpcore wiring with ``workers`` uvicorn
-    workers (the reference keeps one)."""
+    workers (the reference and the floor keep one)."""
     stores = [
         s
         for s in OTPCORE_WIRINGS
@@ -526,6 +529,8 @@ def wirings(
                 REFERENCE_VENV,
             )
         )
+    if floor:
+        chosen.append(Wiring("floor", Path(sys.executable), "floor_app", "none", "fastapi"))
     if baseline is not None:
         base = ensure_worktree_venv(baseline)
         tree = worktree_venv(baseline) / "src"
@@ -602,6 +607,9 @@ def main(argv: list[str] | None = None) -> None:
         "--current", default=None, help="measure this commit as otpcore (default: this checkout)"
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the reference")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor (no authentication behind)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
     parser.add_argument("--profile-flows", type=int, default=100, help="flows profiled (100)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 60 flows")
@@ -618,6 +626,7 @@ def main(argv: list[str] | None = None) -> None:
     chosen = wirings(
         baseline=None if args.no_baseline else args.baseline,
         reference=not args.no_reference,
+        floor=not args.no_floor,
         current=args.current,
         workers=args.workers,
         only=None if args.stores is None else args.stores.split(","),

@@ -205,3 +205,20 @@ def test_each_commit_gets_a_worktree_venv_of_its_own() -> None:
     assert bench_flows.worktree_venv(first) == bench_flows.worktree_venv(first[:7])
     assert bench_flows.worktree_venv(first) != bench_flows.worktree_venv(second)
     assert bench_flows.worktree_venv(first).name.startswith(".venv-")  # git-ignored
+
+
+async def test_the_floor_serves_whole_flows_with_no_store(tmp_path: Path) -> None:
+    (floor,) = bench_flows.wirings(baseline=None, reference=False, floor=True, only=[])
+    assert (floor.label, floor.module, floor.store) == ("floor", "floor_app", "none")
+    async with bench_flows.databases("floor", floor.store, tmp_path) as database:
+        assert database == {}  # nothing to make, nothing to drop
+    async with serve(floor, {"BENCH_SECRET": SECRET}, tmp_path) as server:
+        result = await run_round(server, 12, 4, httpx.create_ssl_context())
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            refused = await client.post("/auth/request-otp", json={"email": "not-an-address"})
+            anonymous = await client.get("/me")
+    assert (result.flows, result.errors) == (12, {})
+    assert {step: len(times) for step, times in result.steps.items()} == dict.fromkeys(STEPS, 12)
+    # The same validation and refusal as the real routes, so the floor is not doing less HTTP.
+    assert (refused.status_code, anonymous.status_code) == (422, 401)
+    assert [w.label for w in bench_flows.wirings(baseline=None, reference=False, only=[])] == []
