@@ -2,7 +2,7 @@
 
 Run: python bench/run.py flows [--quick]   or   python -m bench.bench_flows [--rounds 5]
      [--flows 300] [--concurrency 10] [--baseline <commit>] [--current <commit>]
-     [--no-profile] [--quick]
+     [--no-profile] [--no-floor] [--quick]
 
 A flow is one user logging in and out again: request-otp -> the code (read from the server's
 standard output, where the apps' README ``send_otp`` prints it) -> verify-otp -> a
@@ -29,6 +29,8 @@ The wirings, all in one run (the apps are in ``bench/flow_apps/``):
 - ``reference``: fastapi-otp-authentication 0.2.0 on its README wiring (SQLite through plain
   ``create_async_engine``), from ``bench/.venv-reference``, a Python 3.12 venv this script
   makes (pyenv's 3.12);
+- ``floor`` (unless ``--no-floor``): the same routes, bodies and validation on FastAPI with
+  nothing behind them (``floor_app``): the most any library reaches with this client here;
 - ``otpcore`` is this checkout as it is (uncommitted edits included), or ``--current <commit>``
   installed like the baseline;
 - ``baseline <wiring>``: each otpcore wiring again, at ``--baseline`` (a commit, default

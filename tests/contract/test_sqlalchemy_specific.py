@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -624,8 +625,28 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+async def _join_new_aiosqlite_threads(before: set[threading.Thread]) -> None:
+    """Wait until the aiosqlite worker threads started since ``before`` have exited.
+
+    A failed aiosqlite connect stops its worker thread without awaiting it (aiosqlite 0.22,
+    ``Connection._connect``): the thread later hands its last result to the loop that asked.
+    Once the test's loop is closed, that hand-over raises inside the thread, and pytest fails
+    whichever test runs at that moment (it happened in CI). Joined here, it lands while this
+    test's loop still runs."""
+    started = [
+        t
+        for t in threading.enumerate()
+        if t not in before and "_connection_worker_thread" in t.name
+    ]
+    for thread in started:
+        await asyncio.to_thread(thread.join, 10)
+    assert not [t for t in started if t.is_alive()]
+    await asyncio.sleep(0)  # run the callbacks the threads scheduled
+
+
 @pytest.mark.parametrize("target", ["postgres-unreachable", "sqlite-missing-directory"])
 async def test_storage_failure_is_a_storage_error_with_its_cause(target: str) -> None:
+    threads = set(threading.enumerate())
     with tempfile.TemporaryDirectory() as directory:
         if target == "postgres-unreachable":
             url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/postgres"
@@ -643,6 +664,7 @@ async def test_storage_failure_is_a_storage_error_with_its_cause(target: str) ->
                     await store.revoke(_revocation("x"))
         finally:
             await engine.dispose()
+            await _join_new_aiosqlite_threads(threads)
 
 
 async def test_sqlite_error_cause_is_the_driver_error() -> None:
