@@ -52,6 +52,10 @@ def make_app() -> FastAPI:
     """The floor app: the flow's routes, answering fixed bodies."""
     app = FastAPI()
 
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"status": "ok"}
+
     @app.post("/auth/request-otp")
     async def request_otp(body: _Email) -> dict[str, Any]:
         print(f"OTP for {body.email}: 123456\n", end="")
