@@ -48,6 +48,12 @@ def _service(clock: FakeClock, inbox: _Inbox, **overrides: Any) -> OTPAuth[Any]:
     return OTPAuth(**settings)
 
 
+async def _log_in(bound: OTPAuth[Any], inbox: _Inbox, email: str) -> Login[Any]:
+    """Request a code for ``email`` and verify it: a new session."""
+    await bound.request_code(email)
+    return await bound.verify_code(email, inbox.codes[email])
+
+
 async def _gather_outcomes(
     backend: Backend, auth: OTPAuth[Any], count: int, work: Any
 ) -> list[object]:
@@ -130,8 +136,7 @@ class ServiceContract:
         auth = _service(clock, inbox, policy=Policy(secret=b"s" * 32, refresh_grace=timedelta(0)))
         async with backend.store() as store:
             bound = auth.with_store(store)
-            await bound.request_code("rot@example.com")
-            login = await bound.verify_code("rot@example.com", inbox.codes["rot@example.com"])
+            login = await _log_in(bound, inbox, "rot@example.com")
 
         async def rotate(bound: OTPAuth[Any], _: int) -> object:
             return await bound.refresh(login.refresh_token)
@@ -154,16 +159,13 @@ class ServiceContract:
         auth = _service(clock, inbox, policy=Policy(secret=b"s" * 32, resend_cooldown=timedelta(0)))
         async with backend.store() as store:
             bound = auth.with_store(store)
-            await bound.request_code("all@example.com")
-            first = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
+            first = await _log_in(bound, inbox, "all@example.com")
             clock.advance(1)
-            await bound.request_code("all@example.com")
-            second = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
+            second = await _log_in(bound, inbox, "all@example.com")
             clock.advance(1)
             await bound.logout_all(first.access_token)  # the token says whose sessions end
             clock.advance(1)
-            await bound.request_code("all@example.com")
-            third = await bound.verify_code("all@example.com", inbox.codes["all@example.com"])
+            third = await _log_in(bound, inbox, "all@example.com")
             for old in (first, second):
                 with pytest.raises(TokenRevoked):
                     await bound.authenticate(old.access_token)
@@ -176,8 +178,7 @@ class ServiceContract:
         auth = _service(clock, inbox)
         async with backend.store() as store:
             bound = auth.with_store(store)
-            await bound.request_code("out@example.com")
-            login = await bound.verify_code("out@example.com", inbox.codes["out@example.com"])
+            login = await _log_in(bound, inbox, "out@example.com")
             jti = auth.codec.verify(login.refresh_token, kind="refresh", now=clock()).jti
             assert await bound.logout("not-a-token") is False
             assert await bound.logout() is False
@@ -215,8 +216,7 @@ class ServiceContract:
         auth = _service(clock, inbox, mirror_interval=timedelta(seconds=1))
         async with backend.store() as store:
             bound = auth.with_store(store)
-            await bound.request_code("mirror@example.com")
-            login = await bound.verify_code("mirror@example.com", inbox.codes["mirror@example.com"])
+            login = await _log_in(bound, inbox, "mirror@example.com")
             assert (await bound.authenticate_claims(login.access_token)).sid == login.sid
             await bound.logout(login.refresh_token)
             # Within the interval the mirror may still accept; once it lapses it must refuse.
