@@ -11,6 +11,15 @@ stays within the limit. Of any number of concurrent hits on one key, from any nu
 processes and hosts, exactly as many as there is room for are allowed. A refused hit reads
 the two windows' counts with one more (read-only) script.
 
+A hit is sent at most once. coredis would resend a command whose connection was lost, but
+the script may already have counted: the store's client retries nothing, so a lost
+connection is a :class:`~otpcore.domain.errors.StorageError` and never a second count. And
+before its first hit the store runs each script once, alone: coredis answers a script the
+server does not know (``NOSCRIPT``) by closing the connection, and concurrent hits share
+one. After a Redis restart the script cache is empty again, so the hits in flight at the
+first one fail once (a ``StorageError``, counted at most once) before the script is
+loaded again.
+
 Windows run on the Redis server's clock, not the caller's: the :class:`LimitWindow` a hit
 receives gives only the window length (whole seconds; ``limits`` counts in seconds), and
 its ``start`` and ``weight`` are not used. So a fake clock in tests does not move these
@@ -29,11 +38,13 @@ Requires the ``redis`` extra: ``pip install 'otpcore[redis]'``.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
 try:
     import coredis
+    from coredis.retry import NoRetryPolicy
     from limits import RateLimitItemPerSecond
     from limits.aio.storage import RedisStorage
     from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -53,6 +64,8 @@ __all__ = ["RedisLimitStore"]
 
 #: Prefix of every key this store writes, before ``limits``' own key layout.
 DEFAULT_PREFIX: Final = "otpcore"
+#: The key the scripts are first run on; neither script writes it (see ``_load_scripts``).
+_SCRIPT_PROBE: Final = "scripts"
 _SCHEMES: Final = ("redis://", "rediss://", "redis+unix://", "unix://")
 
 
@@ -107,7 +120,10 @@ class RedisLimitStore(StoreBase):
             # Our own pool (limits' documented ``connection_pool`` option), so that closing
             # the store closes its connections.
             self._pool = coredis.ConnectionPool.from_url(client_url, **options)
-            pool: dict[str, Any] = {"connection_pool": self._pool}
+            pool: dict[str, Any] = {
+                "connection_pool": self._pool,
+                "retry_policy": NoRetryPolicy(),
+            }
             self.storage = RedisStorage(
                 f"async+{client_url.replace('unix://', 'redis+unix://', 1)}",
                 wrap_exceptions=True,
@@ -118,6 +134,8 @@ class RedisLimitStore(StoreBase):
             raise ConfigurationError(f"the Redis limit store is misconfigured: {exc}") from exc
         self.key_prefix = key_prefix
         self._limiter = SlidingWindowCounterRateLimiter(self.storage)
+        self._scripts_loaded = False
+        self._loading_scripts = asyncio.Lock()
 
     def __repr__(self) -> str:
         # Never the URL: it may hold a password.
@@ -131,12 +149,25 @@ class RedisLimitStore(StoreBase):
             ConfigurationError: ``window.length`` is not a whole number of seconds.
         """
         item = RateLimitItemPerSecond(limit, _seconds(window.length))
+        if not self._scripts_loaded:
+            await self._load_scripts()
         if await self._limiter.hit(item, key):
             return LimitHit(allowed=True, count=1, previous_count=0)
         previous, _, current, _ = await self.storage.get_sliding_window(
             item.key_for(key), item.get_expiry()
         )
         return LimitHit(allowed=False, count=int(current), previous_count=int(previous))
+
+    async def _load_scripts(self) -> None:
+        """Run the hit's and the refusal's scripts once, one at a time, on a key neither
+        writes: with ``amount`` above ``limit`` the hit's script returns before any write,
+        and the read finds no window to shift."""
+        async with self._loading_scripts:
+            if self._scripts_loaded:
+                return
+            await self.storage.acquire_sliding_window_entry(_SCRIPT_PROBE, 0, 1, 1)
+            await self.storage.get_sliding_window(_SCRIPT_PROBE, 1)
+            self._scripts_loaded = True
 
     async def purge_expired(self, now: datetime) -> int:
         """Nothing to do: Redis expires each key two windows after its last hit. Returns 0."""

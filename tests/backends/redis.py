@@ -8,7 +8,10 @@ it is no full storage backend: this module contributes no ``BACKENDS``.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +21,7 @@ import pytest
 from otpcore.stores.redis import RedisLimitStore
 from tests.backends import BackendSpec
 
-__all__ = ["BACKENDS", "redis_store", "redis_url"]
+__all__ = ["BACKENDS", "private_redis", "redis_store", "redis_url"]
 
 URL_VARIABLE = "REDIS_URL"
 
@@ -47,3 +50,41 @@ async def redis_store(prefix: str | None = None) -> AsyncIterator[RedisLimitStor
         if not await store.ping():
             pytest.fail(f"Redis at {URL_VARIABLE}={url} does not answer")
         yield store
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@asynccontextmanager
+async def private_redis() -> AsyncIterator[str]:
+    """The URL of a ``redis-server`` of the test's own on 127.0.0.1, stopped afterwards: for
+    cases that flush or restart the server, which must not reach the shared one."""
+    redis_url()  # skipped (failed under CI) where the Redis suites do not run
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not on PATH, though REDIS_URL is set")
+    port = _free_port()
+    server = await asyncio.create_subprocess_exec(
+        binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            break
+        else:
+            pytest.fail(f"redis-server on port {port} did not listen within 5 s")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        await server.wait()

@@ -7,6 +7,7 @@ waits; the contract cases with a fake clock do not apply to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,9 @@ import pytest
 
 from otpcore.domain.errors import ConfigurationError, StorageError
 from otpcore.domain.limits import window_at
-from otpcore.domain.records import LimitWindow
+from otpcore.domain.records import LimitHit, LimitWindow
 from otpcore.stores.redis import RedisLimitStore
-from tests.backends.redis import redis_store, redis_url
+from tests.backends.redis import private_redis, redis_store, redis_url
 
 pytestmark = pytest.mark.redis
 
@@ -80,6 +81,96 @@ async def test_concurrent_hits_allow_exactly_the_limit() -> None:
         window = _window(timedelta(minutes=5))
         hits = await asyncio.gather(*(store.hit("k", limit=7, window=window) for _ in range(40)))
     assert sum(hit.allowed for hit in hits) == 7
+
+
+async def _flush_scripts(url: str) -> None:
+    client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+    try:
+        assert await client.script_flush()
+    finally:
+        client.connection_pool.disconnect()
+
+
+async def test_a_cold_script_cache_counts_each_concurrent_hit_once() -> None:
+    """The first hits after the server lost its scripts (a restart, a fail-over, ``SCRIPT
+    FLUSH``), 200 at once on one store: exactly the limit allowed, none failed. coredis
+    answers a script the server does not know by dropping the connection the concurrent hits
+    share; resent, a hit that had already counted counted twice and one code too few went
+    out. Ten rounds, each on a flushed cache, as the race does not lose every time."""
+    async with private_redis() as url:
+        for round_ in range(10):
+            await _flush_scripts(url)
+            async with RedisLimitStore(url, key_prefix=f"cold-{round_}") as store:
+                window = _window(timedelta(minutes=5))
+                outcomes = await asyncio.gather(
+                    *(store.hit("k", limit=25, window=window) for _ in range(200)),
+                    return_exceptions=True,
+                )
+            hits = [outcome for outcome in outcomes if isinstance(outcome, LimitHit)]
+            assert hits == [outcome for outcome in outcomes], outcomes
+            assert sum(hit.allowed for hit in hits) == 25, f"round {round_}"
+
+
+class _ReplyDropper:
+    """A TCP relay to the Redis server that, once armed, closes the client's connection in
+    place of passing on the next reply: the command ran on the server, its answer is lost
+    (the fault a real network gives only by chance)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.armed = False
+        self.dropped = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+
+        async def requests() -> None:
+            while data := await reader.read(65536):
+                up_writer.write(data)
+                await up_writer.drain()
+
+        async def replies() -> None:
+            while data := await up_reader.read(65536):
+                if self.armed:
+                    self.armed = False
+                    self.dropped += 1
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        forward = asyncio.create_task(requests())
+        try:
+            with contextlib.suppress(OSError):  # the client went away first
+                await replies()
+        finally:
+            forward.cancel()
+            await asyncio.gather(forward, return_exceptions=True)
+            writer.close()
+            up_writer.close()
+
+
+async def test_a_hit_whose_reply_is_lost_fails_and_is_counted_once() -> None:
+    """coredis resends a command whose connection was lost; a resent hit is counted twice
+    (with a limit of 1 the first code of a new client was refused). The store sends it once:
+    the caller gets a StorageError, and the server holds one hit."""
+    host, port = redis_url().removeprefix("redis://").split("/")[0].rsplit(":", 1)
+    dropper = _ReplyDropper(host, int(port))
+    relay = await asyncio.start_server(dropper.serve, "127.0.0.1", 0)
+    relay_port = relay.sockets[0].getsockname()[1]
+    try:
+        prefix = f"otpcore-lost-{time.time_ns()}"
+        async with RedisLimitStore(f"redis://127.0.0.1:{relay_port}/0", key_prefix=prefix) as store:
+            window = _window(timedelta(minutes=5))
+            assert (await store.hit("other", limit=1, window=window)).allowed
+            dropper.armed = True
+            with pytest.raises(StorageError):
+                await store.hit("k", limit=1, window=window)
+            assert dropper.dropped == 1
+            refused = await store.hit("k", limit=1, window=window)
+        assert (refused.allowed, refused.count) == (False, 1)
+    finally:
+        relay.close()
+        await relay.wait_closed()
 
 
 async def test_limits_are_counted_per_key_and_per_limit() -> None:
