@@ -11,6 +11,7 @@ import contextlib
 import socket
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import coredis
 import pytest
@@ -120,14 +121,21 @@ class _ReplyDropper:
         self.upstream = (host, port)
         self.armed = False
         self.dropped = 0
+        #: One task per relayed connection; awaited at the end, as before Python 3.12
+        #: ``Server.wait_closed`` does not wait for them.
+        self.sessions: list[asyncio.Task[Any]] = []
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions.append(task)
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
 
         async def requests() -> None:
             while data := await reader.read(65536):
                 up_writer.write(data)
                 await up_writer.drain()
+            up_writer.close()  # the client hung up: so does the server, ending ``replies``
 
         async def replies() -> None:
             while data := await up_reader.read(65536):
@@ -170,6 +178,8 @@ async def test_a_hit_whose_reply_is_lost_fails_and_is_counted_once() -> None:
         assert (refused.allowed, refused.count) == (False, 1)
     finally:
         relay.close()
+        # The store has closed its connections: every relayed connection ends.
+        await asyncio.wait_for(asyncio.gather(*dropper.sessions), timeout=10)
         await relay.wait_closed()
 
 
