@@ -21,7 +21,7 @@ import pytest
 from otpcore.stores.redis import RedisLimitStore
 from tests.backends import BackendSpec
 
-__all__ = ["BACKENDS", "private_redis", "redis_store", "redis_url"]
+__all__ = ["BACKENDS", "free_port", "private_redis", "redis_store", "redis_url"]
 
 URL_VARIABLE = "REDIS_URL"
 
@@ -52,7 +52,8 @@ async def redis_store(prefix: str | None = None) -> AsyncIterator[RedisLimitStor
         yield store
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (as long as nobody takes it)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -67,7 +68,7 @@ async def private_redis() -> AsyncIterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not on PATH, though REDIS_URL is set")
-    port = _free_port()
+    port = free_port()
     server = await asyncio.create_subprocess_exec(
         binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
         stdout=asyncio.subprocess.DEVNULL,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from otpcore.domain.errors import ConfigurationError, StorageError
 from otpcore.domain.limits import window_at
 from otpcore.domain.records import LimitHit, LimitWindow
 from otpcore.stores.redis import RedisLimitStore
-from tests.backends.redis import private_redis, redis_store, redis_url
+from tests.backends.redis import free_port, private_redis, redis_store, redis_url
 
 pytestmark = pytest.mark.redis
 
@@ -217,15 +216,8 @@ async def test_purge_has_nothing_to_do() -> None:
         assert (await store.hit("k", limit=1, window=_window())).allowed is False
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def test_an_unreachable_server_is_a_storage_error_keeping_the_cause() -> None:
-    async with RedisLimitStore(f"redis://127.0.0.1:{_closed_port()}/0") as store:
+    async with RedisLimitStore(f"redis://127.0.0.1:{free_port()}/0") as store:
         with pytest.raises(StorageError) as raised:
             await store.hit("k", limit=1, window=_window())
         assert raised.value.__cause__ is not None
