@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +19,9 @@ import pytest
 
 from otpcore.stores.redis import RedisLimitStore
 from tests.backends import BackendSpec
+from tests.net import free_port
 
-__all__ = ["BACKENDS", "free_port", "private_redis", "redis_store", "redis_url"]
+__all__ = ["BACKENDS", "private_redis", "redis_store", "redis_url"]
 
 URL_VARIABLE = "REDIS_URL"
 
@@ -50,14 +50,6 @@ async def redis_store(prefix: str | None = None) -> AsyncIterator[RedisLimitStor
         if not await store.ping():
             pytest.fail(f"Redis at {URL_VARIABLE}={url} does not answer")
         yield store
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (as long as nobody takes it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @asynccontextmanager

@@ -19,7 +19,8 @@ from otpcore.domain.errors import ConfigurationError, StorageError
 from otpcore.domain.limits import window_at
 from otpcore.domain.records import LimitHit, LimitWindow
 from otpcore.stores.redis import RedisLimitStore
-from tests.backends.redis import free_port, private_redis, redis_store, redis_url
+from tests.backends.redis import private_redis, redis_store, redis_url
+from tests.net import free_port
 
 pytestmark = pytest.mark.redis
 

@@ -9,7 +9,6 @@ recommended SQLite engine. SQLite runs on a plain engine and on ``create_sqlite_
 from __future__ import annotations
 
 import asyncio
-import socket
 import tempfile
 import threading
 from collections import Counter
@@ -48,6 +47,7 @@ from tests.backends.sql_models import (
     UuidUser,
 )
 from tests.backends.sqlite import SQLModels, sqlite_database
+from tests.net import free_port
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 HASH = hash_code(b"k" * 32, "a@example.com", "123456")
@@ -619,12 +619,6 @@ async def test_datetimes_are_stored_as_utc_whatever_the_offset(db: Database) -> 
 # -- storage failures -------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def _join_new_aiosqlite_threads(before: set[threading.Thread]) -> None:
     """Wait until the aiosqlite worker threads started since ``before`` have exited.
 
@@ -649,7 +643,7 @@ async def test_storage_failure_is_a_storage_error_with_its_cause(target: str) ->
     threads = set(threading.enumerate())
     with tempfile.TemporaryDirectory() as directory:
         if target == "postgres-unreachable":
-            url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/postgres"
+            url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres"
         else:
             url = f"sqlite+aiosqlite:///{Path(directory) / 'gone' / 'otp.db'}"
         engine = create_engine(url)

@@ -5,7 +5,6 @@ down)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.net import free_port
 
 
 @dataclass
@@ -91,13 +92,6 @@ class Recorder:
 
     def to(self, address: str) -> list[Received]:
         return [r for r in self.received if address in r.rcpt_tos]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from otpcore.delivery import Message, SMTPSender, TransientFailure
-from tests.delivery.smtp_server import Recorder, SMTPServer, free_port
+from tests.delivery.smtp_server import Recorder, SMTPServer
+from tests.net import free_port
 
 NOW = datetime.now(UTC)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from tests.net import free_port  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 EMAIL = "browser@example.com"
@@ -37,17 +38,10 @@ if CHROMIUM is None or CHROMEDRIVER is None:
     pytest.skip("chromium/chromedriver not installed", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The demo server on a free port; yields its URL and the file its console goes to."""
-    port = _free_port()
+    port = free_port()
     console = tmp_path / "console.log"
     with console.open("w") as out:
         server = subprocess.Popen(

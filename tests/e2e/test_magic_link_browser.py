@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from tests.delivery.smtp_server import SMTPServer
-from tests.e2e.test_demo_browser import _free_port, browser
+from tests.e2e.test_demo_browser import browser
+from tests.net import free_port
 
 pytestmark = pytest.mark.browser
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -47,7 +48,7 @@ def smtp() -> Iterator[SMTPServer]:
 @pytest.fixture
 def mailing_demo(tmp_path: Path, smtp: SMTPServer) -> Iterator[str]:
     """``python -m otpcore_fastapi.demo --smtp smtp://127.0.0.1:<aiosmtpd>`` on a free port."""
-    port = _free_port()
+    port = free_port()
     console = tmp_path / "console.log"
     with console.open("w") as out:
         server = subprocess.Popen(

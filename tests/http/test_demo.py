@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from otpcore_fastapi.demo import create_app
 from tests.http.conftest import BASE_URL, EMAIL
+from tests.net import free_port
 
 
 @pytest.fixture
@@ -76,14 +76,6 @@ async def test_the_whole_flow_through_the_demo_api(
     assert (await demo.post("/auth/logout", headers=browser)).status_code == 200
     assert (await demo.get("/me", headers=headers)).status_code == 401
     assert (await demo.post("/auth/refresh", headers=browser)).status_code == 401
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_python_m_demo_serves(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,17 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.net import free_port
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 EMAIL = "alice@example.com"
 STARTUP_SECONDS = 30
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def quickstart_code() -> str:

@@ -35,7 +35,8 @@ from otpcore_fastapi import get_auth_router
 from tests.backends.mongodb import mongodb_database
 from tests.backends.sql_models import Blacklist, StrictBlacklist, StrictUser, User
 from tests.http.conftest import RecordingConfig
-from tests.http.test_readme_quickstart import free_port, quickstart_code
+from tests.http.test_readme_quickstart import quickstart_code
+from tests.net import free_port
 
 STARTUP_SECONDS = 30
 

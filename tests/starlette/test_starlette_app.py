@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import jwt
 import pytest
 
 from otpcore.testing.clock import FakeClock
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "starlette_app.py"
@@ -242,15 +242,8 @@ assert not loaded
     assert "fastapi modules: []" in result.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_serves_on_the_port_it_is_given(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     console = tmp_path / "console.log"
     with console.open("w") as out:
         server = subprocess.Popen(
